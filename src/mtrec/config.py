@@ -1,0 +1,292 @@
+"""Typed configuration read once from params.yaml by the entry points.
+
+Every section is a small pydantic model that rejects unknown keys, so a typo in
+params.yaml fails loudly instead of silently falling back to a default. Library
+functions receive one of these sections (or plain arguments), never a dict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulatorConfig(StrictModel):
+    """The synthetic world (mtrec.simulator): users with a hidden mental reward.
+
+    Items have topic mixtures, a true quality and a clickbait attractiveness
+    drawn independently of quality; clicks follow preference fit and clickbait,
+    the mental reward after a click follows fit and quality plus item-specific
+    noise; disappointment (negative reward) ends sessions earlier and lowers the
+    interest in the item's topics. Read by `data.source: synthetic`.
+    """
+
+    seed: int = 7
+    n_users: int = Field(1000, ge=1)
+    n_items: int = Field(500, ge=2)
+    n_topics: int = Field(8, ge=1)
+    # Dirichlet concentration of an item's topic mixture (small: one main topic).
+    topic_concentration: float = Field(0.3, gt=0)
+    # Std of a user's per-topic interest; fit = interest . item topic mixture.
+    preference_scale: float = Field(1.5, ge=0)
+    # Lognormal sigma of a user's susceptibility to clickbait (median 1).
+    susceptibility_spread: float = Field(0.5, ge=0)
+    # Click logit = click_bias + click_fit_weight*fit + click_bait_weight*susceptibility*clickbait.
+    click_bias: float = -1.0
+    click_fit_weight: float = 1.0
+    click_bait_weight: float = 1.0
+    # Mental reward = reward_bias + reward_fit_weight*fit + reward_quality_weight*quality
+    #                 + noise_scale_i * N(0, 1); clickbait plays no part in it.
+    reward_bias: float = 0.0
+    reward_fit_weight: float = 0.7
+    reward_quality_weight: float = 1.0
+    noise_scale: float = Field(0.3, ge=0)
+    # Share of risky items and their noise scale (heavy lower tail for CVaR).
+    risky_fraction: float = Field(0.2, ge=0, le=1)
+    risky_noise_scale: float = Field(1.5, ge=0)
+    # Watch ratio = 2*sigmoid(watch_ratio_slope*reward + watch_ratio_noise*N(0,1)).
+    watch_ratio_slope: float = Field(1.5, gt=0)
+    watch_ratio_noise: float = Field(0.3, ge=0)
+    # Sessions: each user has this many; a session stops at max_session_length
+    # exposures or when the user leaves.
+    sessions_per_user: int = Field(5, ge=1)
+    max_session_length: int = Field(30, ge=1)
+    # Leave probability after a step: base + disappointment_leave * max(-reward, 0)
+    # summed over the step's clicks (clipped to 1).
+    base_leave_probability: float = Field(0.05, ge=0, le=1)
+    disappointment_leave: float = Field(0.3, ge=0)
+    # Interest update after a click on item i: interest -= drift_negative*max(-r,0)*topics_i,
+    # interest += drift_positive*max(r,0)*topics_i; between sessions the drift
+    # decays back toward the base preference by interest_recovery.
+    interest_drift_negative: float = Field(0.5, ge=0)
+    interest_drift_positive: float = Field(0.1, ge=0)
+    interest_recovery: float = Field(0.5, ge=0, le=1)
+    # Logging policy: mixture weights (normalised) of popularity, uniform random
+    # and preference-aware exposure.
+    logging_popularity_weight: float = Field(0.4, ge=0)
+    logging_random_weight: float = Field(0.3, ge=0)
+    logging_preference_weight: float = Field(0.3, ge=0)
+    # Zipf-like exponent of the exposure prior used by the popularity component.
+    popularity_skew: float = Field(1.0, ge=0)
+    # Preference component: softmax(estimated fit / temperature), where the
+    # logging system's estimate of a user's interest has this much noise.
+    logging_preference_temperature: float = Field(0.5, gt=0)
+    logging_preference_noise: float = Field(0.5, ge=0)
+    # Where the synthetic source writes the ground truth (items' quality,
+    # clickbait, noise scale, topics; users' preferences). None: not written
+    # (it can always be rebuilt from this config: the world is a function of it).
+    truth_path: str | None = "data/raw/simulator_truth.npz"
+
+
+class OnlineConfig(StrictModel):
+    """Online evaluation in the simulator (mtrec.simulator.online)."""
+
+    seed: int = 11
+    # Users of the simulated cohort (the first n of the world; None = all).
+    n_users: int | None = Field(None, ge=1)
+    sessions_per_user: int = Field(3, ge=1)
+    max_session_length: int = Field(20, ge=1)
+    # Items shown per step (the policy's top-k, history and this session's
+    # already-shown items masked).
+    slate_size: int = Field(5, ge=1)
+    # Exposures under the logging policy before the policy takes over, giving
+    # every user a starting positive history (identical for every policy).
+    warmup_exposures: int = Field(30, ge=0)
+    # Last positives passed to the policy; padding side of the history tensor.
+    max_history: int = Field(50, ge=1)
+    history_padding: Literal["left", "right"] = "left"
+    # Confidence level and bootstrap resamples of the paired comparisons.
+    confidence: float = Field(0.95, gt=0, lt=1)
+    n_bootstrap: int = Field(2000, ge=100)
+
+
+class ReinforceConfig(StrictModel):
+    """The RL recommender trained in the simulator (mtrec.simulator.rl):
+    r_final = r_env + kappa * r_mental."""
+
+    seed: int = 0
+    embedding_dim: int = Field(32, ge=1)
+    max_history: int = Field(50, ge=1)
+    # Environment reward per exposure: a click, or the watch ratio of a click.
+    env_reward: Literal["click", "watch_ratio"] = "click"
+    kappa: float = 0.2
+    discount: float = Field(0.9, ge=0, le=1)
+    iterations: int = Field(150, ge=1)
+    users_per_iteration: int = Field(256, ge=1)
+    episode_length: int = Field(20, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    entropy_weight: float = Field(0.01, ge=0)
+
+
+class DataConfig(StrictModel):
+    """Where the raw interactions come from (stage `ingest`)."""
+
+    source: Literal["ml-100k", "ml-1m", "kuairand", "amazon", "table", "synthetic"] = "ml-100k"
+    # File (or glob, for KuaiRand's several log files) for user-supplied sources.
+    path: str | None = None
+    # Source `table` only: canonical column -> column in the file.
+    columns: dict[str, str] = Field(default_factory=dict)
+    # Source `table` only: csv field separator (parquet files ignore it).
+    separator: str = ","
+    # Amazon only: "csv" (user,item,rating,timestamp without header) or "jsonl".
+    format: Literal["auto", "csv", "jsonl"] = "auto"
+    # Source `synthetic` only: the simulated world and its logging policy.
+    simulator: SimulatorConfig | None = None
+
+
+class ValidateConfig(StrictModel):
+    """Schema validation and filtering (stage `validate`)."""
+
+    # Keep users and items with at least this many positives, iterated to a fixed
+    # point (the k-core). 0 disables. Removed counts go to the report.
+    k_core: int = Field(5, ge=0)
+    # After filtering, every user needs this many positives (LOO needs 3).
+    min_positives_per_user: int = Field(3, ge=1)
+    # "fail": any failed check stops the pipeline. "quarantine": rows that fail
+    # row-level checks go to a file with the reason, and the stage continues only
+    # if their fraction is at most `max_rejected_fraction`.
+    on_error: Literal["fail", "quarantine"] = "fail"
+    max_rejected_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    # How many example rows per failed check the report shows.
+    n_examples: int = Field(5, ge=1)
+
+
+class SplitConfig(StrictModel):
+    """Negative exposures and the train/valid/test split (stage `split`)."""
+
+    method: Literal["leave_one_out", "global_time"] = "leave_one_out"
+    # Sources without logged negatives: sampled never-touched items per positive.
+    n_negatives: int = Field(4, ge=0)
+    negative_sampling: Literal["uniform", "popularity"] = "uniform"
+    seed: int = 2020
+    # global_time only: fractions of the time range (by event quantile).
+    valid_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    # Which positives count as satisfying, for evaluation only.
+    satisfied_rating: float = 4.0
+    satisfied_watch_ratio: float = 0.8
+    satisfied_true_reward: float = 0.0
+
+
+class Paths(StrictModel):
+    """Where each stage reads and writes; relative to the project root."""
+
+    raw: Path = Path("data/raw/exposures.parquet")
+    validated: Path = Path("data/validated/exposures.parquet")
+    quarantine: Path = Path("data/validated/quarantine.parquet")
+    processed: Path = Path("data/processed")
+    reports: Path = Path("reports")
+    models: Path = Path("models")
+
+
+class Params(BaseModel):
+    """The whole params.yaml. Sections owned by later stages are kept as raw
+    mappings here and parsed by their own typed configs, so each stage only
+    depends on the keys it uses."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    split: SplitConfig = SplitConfig()
+    paths: Paths = Paths()
+
+    def section(self, name: str) -> dict:
+        """Raw mapping of a section that a later stage parses itself."""
+        extra = self.model_extra or {}
+        return dict(extra.get(name) or {})
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        return Params()
+    with path.open() as fh:
+        raw = yaml.safe_load(fh) or {}
+    return Params.model_validate(raw)
+
+
+class GateConfig(StrictModel):
+    """The offline-metric gate (stage `gate`): which candidate may become champion.
+
+    Every metric here is "higher is better" (all of METHOD.md §4 that a gate
+    would use are). Relative change is `(candidate - reference) / |reference|`.
+    """
+
+    # Averaged over seeds; must beat the champion and the unguided base.
+    primary_metric: str = "NDCG_p@10"
+    # Strictly more than this relative gain over each reference is needed
+    # (0.0: any strict improvement; a tie never passes).
+    min_relative_improvement: float = Field(0.0, ge=0.0)
+    # Metrics that may not drop by more than `guard_tolerance` (relative).
+    guard_metrics: tuple[str, ...] = ("AUC", "NDCG@10")
+    guard_tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    # Guidance name of the unguided base of each backbone (`<backbone>-none`).
+    base_guidance: str = "none"
+    # Whether the unguided base itself may be promoted (it cannot beat itself;
+    # it still has to beat the champion).
+    unguided_eligible: bool = True
+    # What happens to the best candidate when it fails: registered under the
+    # `challenger` alias, or not registered at all.
+    on_fail: Literal["challenger", "nothing"] = "challenger"
+
+
+class TrackingConfig(StrictModel):
+    """MLflow tracking and registry (stages `gate` and `package`)."""
+
+    # None: $MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the project root.
+    tracking_uri: str | None = None
+    experiment: str = "mtrec"
+    registered_model: str = "mtrec-recommender"
+    # Log every seed's model (True) or only the registered one (False).
+    log_all_seeds: bool = False
+
+
+# --- Recommender backbones (owned by the models area; read by mtrec.models) ---
+
+
+class SASRecConfig(StrictModel):
+    """Causal self-attention over the positive history (Kang & McAuley 2018)."""
+
+    kind: Literal["sasrec"] = "sasrec"
+    # Longest positive history a state sees (the last `max_history` positives).
+    max_history: int = Field(50, ge=1)
+    dim: int = Field(64, ge=1)
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(2, ge=1)
+    ffn_dim: int = Field(256, ge=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class GRU4RecConfig(StrictModel):
+    """A GRU over the positive history (Hidasi et al. 2016)."""
+
+    kind: Literal["gru4rec"] = "gru4rec"
+    max_history: int = Field(50, ge=1)
+    dim: int = Field(64, ge=1)
+    hidden_dim: int = Field(128, ge=1)
+    n_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class DINConfig(StrictModel):
+    """Target attention over the history with an MLP head (Zhou et al. 2018)."""
+
+    kind: Literal["din"] = "din"
+    max_history: int = Field(50, ge=1)
+    dim: int = Field(64, ge=1)
+    attention_hidden: int = Field(36, ge=1)
+    mlp_hidden: tuple[int, ...] = (200, 80)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # Items scored per chunk in full-catalogue scoring (memory vs speed).
+    score_chunk: int = Field(256, ge=1)
+
+
+ModelConfig = Annotated[SASRecConfig | GRU4RecConfig | DINConfig, Field(discriminator="kind")]

@@ -1,0 +1,1 @@
+"""Data: sources, the exposure-log schema, negative exposures, splits, torch datasets."""
