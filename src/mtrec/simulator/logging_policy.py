@@ -1,0 +1,160 @@
+"""The logging policy and the exposure log it produces.
+
+The logging system shows one item per step, drawn from a mixture of its
+popularity prior, a uniform draw and a preference-aware draw (softmax of the
+fit it estimates from a noisy copy of the user's interest). Items the user
+already clicked are not shown again. Users answer through `world.respond`.
+
+Log columns (the canonical exposure schema): `user_id`, `item_id` (str),
+`timestamp` (int64 seconds), `response` (0/1), `watch_ratio` and `true_reward`.
+`true_reward` is the realised mental reward of a click and NaN for exposures
+that were not clicked: a non-click has no realised reward, and the contract
+keeps NaN for "unknown". The expected reward of any exposure can be rebuilt
+from the ground truth (`world.expected_reward`, with the base interest).
+`watch_ratio` is likewise NaN for non-clicks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mtrec.config import SimulatorConfig
+from mtrec.simulator.world import Draws, UserState, World, make_world, respond
+
+SECONDS_PER_STEP = 60
+SECONDS_PER_SESSION = 86_400
+START_TIME = 1_600_000_000
+
+
+@dataclass(frozen=True)
+class LoggingPolicy:
+    """Mixture of popularity, uniform and preference-aware exposure."""
+
+    world: World
+    weights: np.ndarray  # [3]: popularity, random, preference; sums to 1
+    estimated_interest: np.ndarray  # [n_users, n_topics]: the system's noisy view
+    temperature: float
+
+    @classmethod
+    def from_config(
+        cls, world: World, config: SimulatorConfig, rng: np.random.Generator
+    ) -> LoggingPolicy:
+        weights = np.array(
+            [
+                config.logging_popularity_weight,
+                config.logging_random_weight,
+                config.logging_preference_weight,
+            ]
+        )
+        if weights.sum() <= 0:
+            raise ValueError("logging policy weights must not all be zero")
+        noise = config.logging_preference_noise * rng.standard_normal(world.user_preferences.shape)
+        return cls(
+            world=world,
+            weights=weights / weights.sum(),
+            estimated_interest=world.user_preferences + noise,
+            temperature=config.logging_preference_temperature,
+        )
+
+    def sample(
+        self, users: np.ndarray, rng: np.random.Generator, blocked: np.ndarray
+    ) -> np.ndarray:
+        """One item per user [B]; `blocked` [n_users, n_items] marks items not to show."""
+        items = self._draw(users, rng)
+        for attempt in range(8):
+            again = blocked[users, items]
+            if not again.any():
+                return items
+            if attempt < 7:
+                items[again] = self._draw(users[again], rng)
+        # Rare leftovers (a user who clicked most of what the policy favours):
+        # uniform over what is still allowed.
+        for row in np.flatnonzero(blocked[users, items]):
+            allowed = np.flatnonzero(~blocked[users[row]])
+            items[row] = rng.choice(allowed) if len(allowed) else items[row]
+        return items
+
+    def _draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n_items = self.world.n_items
+        component = rng.choice(3, size=len(users), p=self.weights)
+        items = np.empty(len(users), dtype=np.int64)
+        popular = component == 0
+        items[popular] = rng.choice(
+            n_items, size=int(popular.sum()), p=self.world.item_exposure_prior
+        )
+        uniform = component == 1
+        items[uniform] = rng.integers(0, n_items, size=int(uniform.sum()))
+        preferred = np.flatnonzero(component == 2)
+        # Chunks bound the [chunk, n_items] matrix for large catalogues.
+        chunk = max(1, 4_000_000 // n_items)
+        for start in range(0, len(preferred), chunk):
+            rows = preferred[start : start + chunk]
+            logits = (
+                self.estimated_interest[users[rows]] @ self.world.item_topics.T / self.temperature
+            )
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            cdf = np.cumsum(probs, axis=1)
+            threshold = rng.random(len(rows)) * cdf[:, -1]
+            items[rows] = np.minimum((cdf < threshold[:, None]).sum(axis=1), n_items - 1)
+        return items
+
+
+@dataclass(frozen=True)
+class SimulatedLog:
+    frame: pd.DataFrame
+    world: World
+
+
+def generate_log(config: SimulatorConfig) -> SimulatedLog:
+    """Simulate every user's sessions under the logging policy (seeded)."""
+    world = make_world(config)
+    rng = np.random.default_rng([config.seed, 1])
+    policy = LoggingPolicy.from_config(world, config, rng)
+    state = UserState.initial(world)
+    clicked = np.zeros((world.n_users, world.n_items), dtype=bool)
+    user_offset = rng.integers(0, SECONDS_PER_SESSION // 2, size=world.n_users)
+
+    columns: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("user", "item", "timestamp", "response", "watch_ratio", "true_reward")
+    }
+    for session in range(config.sessions_per_user):
+        active = np.ones(world.n_users, dtype=bool)
+        for step in range(config.max_session_length):
+            users = np.flatnonzero(active)
+            if len(users) == 0:
+                break
+            draws = Draws.sample(rng, world.n_users, 1)
+            items = policy.sample(users, rng, clicked)
+            response = respond(world, config, state, users, items[:, None], draws)
+            click = response.click[:, 0]
+            clicked[users[click], items[click]] = True
+            columns["user"].append(users)
+            columns["item"].append(items)
+            columns["timestamp"].append(
+                START_TIME
+                + user_offset[users]
+                + session * SECONDS_PER_SESSION
+                + step * SECONDS_PER_STEP
+            )
+            columns["response"].append(click.astype(np.int64))
+            columns["watch_ratio"].append(response.watch_ratio[:, 0])
+            columns["true_reward"].append(response.reward[:, 0])
+            active[users[response.leave]] = False
+        state.recover(world, config.interest_recovery)
+
+    data = {k: np.concatenate(v) for k, v in columns.items()}
+    order = np.lexsort((data["timestamp"], data["user"]))
+    frame = pd.DataFrame(
+        {
+            "user_id": world.user_ids[data["user"][order]],
+            "item_id": world.item_ids[data["item"][order]],
+            "timestamp": data["timestamp"][order].astype(np.int64),
+            "response": data["response"][order],
+            "watch_ratio": data["watch_ratio"][order].astype(float),
+            "true_reward": data["true_reward"][order].astype(float),
+        }
+    )
+    return SimulatedLog(frame=frame, world=world)

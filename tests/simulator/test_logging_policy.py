@@ -1,0 +1,77 @@
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from mtrec.config import SimulatorConfig
+from mtrec.simulator.logging_policy import generate_log
+
+SMALL = SimulatorConfig(n_users=200, n_items=100, sessions_per_user=3, max_session_length=15)
+
+
+def test_log_is_deterministic_given_the_seed():
+    first = generate_log(SMALL).frame
+    second = generate_log(SMALL).frame
+    pd.testing.assert_frame_equal(first, second)
+    third = generate_log(SMALL.model_copy(update={"seed": 99})).frame
+    assert not first.equals(third)
+
+
+def test_log_columns_and_signals():
+    frame = generate_log(SMALL).frame
+    assert list(frame.columns) == [
+        "user_id",
+        "item_id",
+        "timestamp",
+        "response",
+        "watch_ratio",
+        "true_reward",
+    ]
+    clicks = frame["response"] == 1
+    assert frame.loc[clicks, "true_reward"].notna().all()
+    assert frame.loc[~clicks, "true_reward"].isna().all()
+    assert (frame.loc[clicks, "watch_ratio"] >= 0).all()
+    assert 0.1 < clicks.mean() < 0.9
+    # Users never click the same item twice.
+    assert not frame[clicks].duplicated(["user_id", "item_id"]).any()
+    # Events are in time order per user.
+    assert (frame.groupby("user_id")["timestamp"].diff().dropna() > 0).all()
+
+
+def test_watch_ratio_tracks_the_true_reward():
+    frame = generate_log(SMALL).frame
+    clicks = frame[frame["response"] == 1]
+    assert spearmanr(clicks["watch_ratio"], clicks["true_reward"]).statistic > 0.8
+
+
+def test_disappointed_users_leave_earlier():
+    config = SimulatorConfig(n_users=600, n_items=200, sessions_per_user=2, max_session_length=30)
+    frame = generate_log(config).frame
+    frame["session"] = (frame["timestamp"] - 1_600_000_000) // 86_400
+    sessions = frame.groupby(["user_id", "session"])
+    first_click_reward = sessions.apply(
+        lambda s: (
+            s.loc[s["response"] == 1, "true_reward"].iloc[0] if s["response"].any() else np.nan
+        ),
+        include_groups=False,
+    )
+
+    # Exposures after the first click, by whether that click disappointed.
+    def after_first_click(s: pd.DataFrame) -> float:
+        positions = np.flatnonzero(s["response"].to_numpy() == 1)
+        return len(s) - positions[0] - 1 if len(positions) else np.nan
+
+    remaining = sessions.apply(after_first_click, include_groups=False)
+    table = pd.DataFrame({"reward": first_click_reward, "remaining": remaining}).dropna()
+    disappointed = table.loc[table["reward"] < -0.5, "remaining"].mean()
+    satisfied = table.loc[table["reward"] > 0.5, "remaining"].mean()
+    assert disappointed < 0.7 * satisfied
+
+
+def test_item_click_rate_does_not_reveal_the_reward():
+    frame = generate_log(SimulatorConfig(n_users=600, n_items=200)).frame
+    per_item = frame.groupby("item_id").agg(
+        ctr=("response", "mean"), reward=("true_reward", "mean")
+    )
+    per_item = per_item.dropna()
+    # Clickbait drives clicks but not satisfaction (METHOD.md section 6).
+    assert spearmanr(per_item["ctr"], per_item["reward"]).statistic < 0.25
