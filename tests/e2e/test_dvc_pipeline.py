@@ -1,0 +1,86 @@
+"""`dvc repro` of the real dvc.yaml in a throwaway git repo, on tiny data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+# Overrides that make every stage run in seconds; stages added later extend this.
+TINY = {
+    "data": {"source": "ml-1m", "path": str(FIXTURES / "ml1m_ratings.dat")},
+    "validate": {"k_core": 0, "min_positives_per_user": 3},
+    "split": {"n_negatives": 2},
+}
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def run(cmd, cwd, env):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def project(tmp_path):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY)))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "mtrec-test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.invalid"
+    run(["git", "init", "-q"], repo, env)
+    run([sys.executable, "-m", "dvc", "init", "-q"], repo, env)
+    run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], repo, env)
+    return repo, env
+
+
+@pytest.mark.slow
+def test_dvc_repro_builds_processed_data_and_is_idempotent(project):
+    repo, env = project
+    dvc = [sys.executable, "-m", "dvc"]
+    run(dvc + ["repro"], repo, env)
+    meta = json.loads((repo / "data/processed/meta.json").read_text())
+    assert meta["n_users"] == 8
+    assert meta["positives"] == {"train": 48, "valid": 8, "test": 8}
+    assert json.loads((repo / "reports/validation.json").read_text())["passed"] is True
+    assert (repo / "dvc.lock").exists()
+    again = run(dvc + ["repro"], repo, env)
+    assert "Running stage" not in again
+    status = run(dvc + ["status"], repo, env)
+    assert "up to date" in status
+
+
+@pytest.mark.slow
+def test_dvc_repro_stops_on_bad_data_with_report(project):
+    repo, env = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"] = {"source": "table", "path": str(FIXTURES / "bad_response_2.csv")}
+    params["data"]["columns"] = {c: c for c in ["user_id", "item_id", "timestamp", "response"]}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "isin([0, 1])" in result.stdout + result.stderr
+    report = json.loads((repo / "reports/validation.json").read_text())
+    assert report["failures"][0]["column"] == "response"
+    assert not (repo / "data/processed/train.parquet").exists()
