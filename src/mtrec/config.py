@@ -290,3 +290,29 @@ class DINConfig(StrictModel):
 
 
 ModelConfig = Annotated[SASRecConfig | GRU4RecConfig | DINConfig, Field(discriminator="kind")]
+
+
+class FlowConfig(StrictModel):
+    """How the Prefect flow (flows/pipeline.py) runs the steps."""
+
+    # Task runner for the candidate matrix: "thread" (ThreadPoolTaskRunner),
+    # "process" (ProcessPoolTaskRunner) or "sequential" (one worker thread).
+    task_runner: Literal["thread", "process", "sequential"] = "thread"
+    max_workers: int = Field(2, ge=1)
+    # Retries apply to I/O tasks only (reading/writing data, registry, Bento store).
+    io_retries: int = Field(2, ge=0)
+    io_retry_delay_seconds: float = Field(2.0, ge=0.0)
+
+
+class PackageConfig(StrictModel):
+    """The Bento build of the champion (stage `package`)."""
+
+    # Name of the Bento model (the champion's weights) and of the Bento service.
+    bento_model: str = "mtrec-recommender"
+    # Registry alias to package.
+    alias: str = "champion"
+    # None: $BENTOML_HOME, else BentoML's default (~/bentoml).
+    bentoml_home: str | None = None
+    # Requests above these limits are rejected with 4xx by the service.
+    max_history: int = Field(200, ge=1)
+    max_items_per_request: int = Field(1000, ge=1)
