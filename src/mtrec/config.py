@@ -101,7 +101,7 @@ class OnlineConfig(StrictModel):
     warmup_exposures: int = Field(30, ge=0)
     # Last positives passed to the policy; padding side of the history tensor.
     max_history: int = Field(50, ge=1)
-    history_padding: Literal["left", "right"] = "left"
+    history_padding: Literal["left", "right"] = "right"
     # Confidence level and bootstrap resamples of the paired comparisons.
     confidence: float = Field(0.95, gt=0, lt=1)
     n_bootstrap: int = Field(2000, ge=100)
