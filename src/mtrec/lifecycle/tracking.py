@@ -1,0 +1,278 @@
+"""MLflow tracking: where runs go, what identifies them, what each run holds.
+
+Layout of one pipeline execution:
+
+    parent run  "pipeline"          tags: data_version, git_commit; the reward
+    │                               model, the gate decision, metrics.json
+    ├── child run  "<candidate>"    params, mean/std metrics, the logged model
+    │   └── grandchild "seed=<s>"   that seed's metrics and per-epoch curves
+
+Nothing here runs at import time; `configure_tracking` sets the URI explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtrec.config import TrackingConfig
+
+DEFAULT_DB = "mlflow.db"
+MODEL_PIP_REQUIREMENTS = ["torch", "numpy", "pandas", "pydantic", "mlflow"]
+HISTORY_FILES = ("history.csv", "history.json")
+
+
+def resolve_tracking_uri(config: TrackingConfig, project_root: Path) -> str:
+    """The param, else $MLFLOW_TRACKING_URI, else sqlite:///<project_root>/mlflow.db."""
+    if config.tracking_uri:
+        return config.tracking_uri
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    if from_env:
+        return from_env
+    return f"sqlite:///{(Path(project_root) / DEFAULT_DB).resolve()}"
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database (`mlartifacts/`);
+    for a tracking server the server decides (None)."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (database.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def configure_tracking(config: TrackingConfig, project_root: Path) -> str:
+    """Point MLflow (tracking and registry) at the configured store and make
+    sure the experiment exists. Returns the experiment id."""
+    import mlflow
+
+    uri = resolve_tracking_uri(config, project_root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(config.experiment)
+    if experiment is None:
+        experiment_id = client.create_experiment(
+            config.experiment, artifact_location=artifact_location(uri)
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+# --- what identifies a run ------------------------------------------------------
+
+
+def hash_folder(folder: Path) -> str:
+    """sha256 over the relative paths and bytes of every file under `folder`."""
+    digest = hashlib.sha256()
+    folder = Path(folder)
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(folder) if file != folder else file.name).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def data_version(processed_dir: Path, dvc_lock: Path | None = None) -> str:
+    """DVC's hash of the processed data from dvc.lock when it records it
+    ("dvc:<md5>"), else a content hash of the folder ("sha256:<hex>")."""
+    processed_dir = Path(processed_dir)
+    if dvc_lock is not None and Path(dvc_lock).exists():
+        import yaml
+
+        lock = yaml.safe_load(Path(dvc_lock).read_text()) or {}
+        wanted = processed_dir.as_posix().rstrip("/")
+        for stage in (lock.get("stages") or {}).values():
+            for out in stage.get("outs") or []:
+                if str(out.get("path", "")).rstrip("/") == wanted and out.get("md5"):
+                    return f"dvc:{out['md5']}"
+    if not processed_dir.exists():
+        return "unknown"
+    return f"sha256:{hash_folder(processed_dir)}"
+
+
+def git_commit(project_root: Path) -> str:
+    """HEAD's commit, with "-dirty" when tracked files changed; "unknown" outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+# --- names and values MLflow accepts ------------------------------------------------
+
+_METRIC_NAME = re.compile(r"[^0-9A-Za-z_\-. /]")
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names cannot hold '@': `NDCG_p@10` -> `NDCG_p_at_10`."""
+    return _METRIC_NAME.sub("_", name.replace("@", "_at_"))
+
+
+def loggable_metrics(metrics: Mapping[str, Any], suffix: str = "") -> dict[str, float]:
+    """Finite numbers only (NaN/None are recorded in the JSON reports instead)."""
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(float(value)):
+            out[metric_key(name) + suffix] = float(value)
+    return out
+
+
+def flatten_params(nested: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flatten_params(value, prefix=f"{name}.")
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return out
+
+
+def read_history(model_dir: Path) -> list[dict[str, float]]:
+    """Per-epoch rows a trainer wrote beside its model (history.csv or .json)."""
+    for name in HISTORY_FILES:
+        file = Path(model_dir) / name
+        if file.exists():
+            if file.suffix == ".csv":
+                return pd.read_csv(file).to_dict("records")
+            rows = json.loads(file.read_text())
+            return rows.get("history", []) if isinstance(rows, dict) else rows
+    return []
+
+
+def log_history(rows: list[Mapping[str, Any]]) -> int:
+    """Log every numeric column of each epoch row with step = epoch. Returns rows logged."""
+    import mlflow
+
+    for position, row in enumerate(rows):
+        step = int(row.get("epoch", position))
+        values = loggable_metrics({k: v for k, v in row.items() if k != "epoch"})
+        if values:
+            mlflow.log_metrics(values, step=step)
+    return len(rows)
+
+
+# --- runs -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pipeline_run(
+    data_version_tag: str, commit: str, run_name: str = "pipeline", tags: Mapping | None = None
+) -> Iterator[Any]:
+    """The parent run of one pipeline execution (call `configure_tracking` first)."""
+    import mlflow
+
+    all_tags = {"mtrec.kind": "pipeline", "data_version": data_version_tag, "git_commit": commit}
+    with mlflow.start_run(run_name=run_name, tags=all_tags | dict(tags or {})) as run:
+        yield run
+
+
+def log_reward_model(reward_dir: Path, summary: Mapping[str, Any] | None = None) -> None:
+    """The mental reward model as artifacts (`reward_model/`) of the active run,
+    its per-epoch curves, and any summary metrics (e.g. recovery AUC)."""
+    import mlflow
+
+    reward_dir = Path(reward_dir)
+    with mlflow.start_run(run_name="reward_model", nested=True, tags={"mtrec.kind": "reward"}):
+        description = json.loads((reward_dir / "config.json").read_text())
+        mlflow.log_params(flatten_params(description.get("metadata", {}).get("reward", {})))
+        mlflow.log_params({"n_quantiles": description.get("n_quantiles")})
+        log_history(read_history(reward_dir))
+        if summary:
+            mlflow.log_metrics(loggable_metrics(summary))
+        mlflow.log_artifacts(str(reward_dir), artifact_path="reward_model")
+
+
+def chosen_seed(candidate: Mapping[str, Any]) -> str | None:
+    """The seed whose model represents the candidate in the registry: the
+    lowest seed (deterministic; the gate decided on the mean over seeds)."""
+    model_dirs = candidate.get("model_dirs") or {}
+    if not model_dirs:
+        return None
+    return min(model_dirs, key=lambda seed: (int(seed) if str(seed).isdigit() else 0, str(seed)))
+
+
+def log_candidate(
+    name: str,
+    candidate: Mapping[str, Any],
+    project_root: Path,
+    reward_dir: Path | None = None,
+    log_all_seeds: bool = False,
+) -> dict[str, Any]:
+    """One child run per candidate (grandchildren per seed). Logs the chosen
+    seed's model as an MLflow pyfunc; returns its run id and model URI."""
+    import mlflow
+
+    from mtrec.lifecycle.pyfunc import log_recommender
+
+    paths = candidate.get("model_dirs") or {}
+    model_dirs = {seed: Path(project_root) / path for seed, path in paths.items()}
+    representative = chosen_seed(candidate)
+    tags = {
+        "mtrec.kind": "candidate",
+        "candidate": name,
+        "backbone": str(candidate.get("backbone")),
+        "guidance": str(candidate.get("guidance")),
+    }
+    with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
+        mlflow.log_param("seeds", json.dumps(sorted(candidate.get("seeds") or {})))
+        if representative is not None and (model_dirs[representative] / "config.json").exists():
+            description = json.loads((model_dirs[representative] / "config.json").read_text())
+            mlflow.log_params(flatten_params(description.get("model_config", {}), "model."))
+            train_params = (description.get("metadata") or {}).get("training") or {}
+            mlflow.log_params(flatten_params(train_params, "train."))
+        mlflow.log_metrics(loggable_metrics(candidate.get("mean") or {}))
+        mlflow.log_metrics(loggable_metrics(candidate.get("std") or {}, suffix=".std"))
+        mlflow.log_dict(dict(candidate), "candidate_metrics.json")
+
+        for seed, seed_metrics in sorted((candidate.get("seeds") or {}).items()):
+            with mlflow.start_run(run_name=f"{name} seed={seed}", nested=True, tags=tags):
+                mlflow.log_param("seed", seed)
+                mlflow.log_metrics(loggable_metrics(seed_metrics or {}))
+                seed_dir = model_dirs.get(seed)
+                if seed_dir is not None and seed_dir.exists():
+                    log_history(read_history(seed_dir))
+                    for extra in sorted(seed_dir.glob("*.csv")) + sorted(seed_dir.glob("*.png")):
+                        mlflow.log_artifact(str(extra), artifact_path="curves")
+                    if log_all_seeds and seed != representative:
+                        log_recommender(seed_dir, reward_dir, artifact_name="model")
+
+        model_uri = None
+        if representative is not None and model_dirs[representative].exists():
+            info = log_recommender(model_dirs[representative], reward_dir, artifact_name="model")
+            model_uri = info.model_uri
+            mlflow.set_tag("registered_seed", representative)
+    return {"run_id": run.info.run_id, "model_uri": model_uri, "seed": representative}

@@ -1,0 +1,133 @@
+"""MLflow tracking + registry through the gate step, on a session-shared SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from mtrec.config import GateConfig, TrackingConfig
+from mtrec.lifecycle import registry, tracking
+from mtrec.lifecycle.steps import run_gate
+
+
+def metrics_report(tiny_models, primary: dict[str, float], auc: float = 0.8) -> dict:
+    candidates = {}
+    for name, guidance in (("sasrec-none", "none"), ("sasrec-mtrec", "mtrec")):
+        seeds = {
+            str(seed): {"NDCG_p@10": primary[name] + 0.001 * seed, "AUC": auc, "NDCG@10": 0.1}
+            for seed in (0, 1)
+        }
+        mean = {m: sum(s[m] for s in seeds.values()) / 2 for m in seeds["0"]}
+        candidates[name] = {
+            "backbone": "sasrec",
+            "guidance": guidance,
+            "seeds": seeds,
+            "mean": mean,
+            "std": {m: 0.0 for m in mean},
+            "model_dirs": {str(seed): str(path) for seed, path in tiny_models[name].items()},
+        }
+    return {"candidates": candidates}
+
+
+def test_tracking_uri_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_tracking_uri(TrackingConfig(), tmp_path) == (
+        f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert tracking.resolve_tracking_uri(TrackingConfig(), tmp_path) == "sqlite:///elsewhere.db"
+    param = TrackingConfig(tracking_uri="http://127.0.0.1:5000")
+    assert tracking.resolve_tracking_uri(param, tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_data_version_prefers_dvc_lock_and_falls_back_to_content(tmp_path):
+    processed = tmp_path / "data" / "processed"
+    processed.mkdir(parents=True)
+    (processed / "train.parquet").write_bytes(b"abc")
+    by_content = tracking.data_version(processed)
+    assert by_content.startswith("sha256:")
+    (processed / "train.parquet").write_bytes(b"abd")
+    assert tracking.data_version(processed) != by_content
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  split:\n    outs:\n    - path: "
+        f"{processed.as_posix()}\n      md5: 0123abcd.dir\n"
+    )
+    assert tracking.data_version(processed, lock) == "dvc:0123abcd.dir"
+
+
+def test_metric_keys_are_mlflow_safe():
+    assert tracking.metric_key("NDCG_p@10") == "NDCG_p_at_10"
+    assert tracking.loggable_metrics({"AUC": 0.7, "HR@5": float("nan"), "x": None}) == {"AUC": 0.7}
+
+
+@pytest.mark.slow
+def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
+    mlflow_tracking_uri, tiny_models, tmp_path
+):
+    config = TrackingConfig(
+        tracking_uri=mlflow_tracking_uri,
+        experiment="gate-step-test",
+        registered_model="mtrec-recommender-gate-test",
+    )
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    (processed / "meta.json").write_text("{}")
+    first = tmp_path / "metrics1.json"
+    scores = {"sasrec-none": 0.10, "sasrec-mtrec": 0.12}
+    first.write_text(json.dumps(metrics_report(tiny_models, scores)))
+    gate_path = tmp_path / "reports" / "gate.json"
+
+    reward = tiny_models["reward"]
+    decision = run_gate(first, gate_path, GateConfig(), config, tmp_path, processed, reward)
+    assert decision["action"] == "promote" and decision["winner"] == "sasrec-mtrec"
+    assert json.loads(gate_path.read_text())["registry"]["alias"] == "champion"
+
+    champion = registry.champion_record(config.registered_model)
+    assert champion["candidate"] == "sasrec-mtrec"
+    assert champion["metrics"]["NDCG_p@10"] == pytest.approx(0.1205)
+    assert champion["data_version"] == tracking.data_version(processed)
+
+    # The runs: a parent with data version + commit, a child per candidate, seeds below.
+    client = mlflow.MlflowClient(mlflow_tracking_uri)
+    parent_id = decision["mlflow"]["pipeline_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.data.tags["data_version"] == champion["data_version"]
+    assert parent.data.tags["gate.action"] == "promote"
+    child_id = decision["mlflow"]["candidate_runs"]["sasrec-mtrec"]["run_id"]
+    child = client.get_run(child_id)
+    assert child.data.tags["mlflow.parentRunId"] == parent_id
+    assert child.data.metrics["NDCG_p_at_10"] == pytest.approx(0.1205)
+    assert child.data.params["model.kind"] == "sasrec"
+    seed_runs = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{child_id}'"
+    )
+    assert len(seed_runs) == 2
+    curve = client.get_metric_history(seed_runs[0].info.run_id, "valid_loss")
+    assert [m.step for m in curve] == [1, 2]
+
+    # The registered model loads back as the real torch module.
+    loaded = mlflow.pyfunc.load_model(f"models:/{config.registered_model}@champion")
+    module = loaded.unwrap_python_model().runtime.model
+    assert module.kind == "sasrec" and module.n_items == 30
+    assert loaded.unwrap_python_model().runtime.reward_network is not None
+    prediction = loaded.predict(
+        __import__("pandas").DataFrame({"history": [["m1", "m2"]], "k": [4]})
+    )
+    assert len(prediction["items"][0]) == 4
+
+    # A degraded second round: never promoted, becomes challenger; champion unchanged.
+    second = tmp_path / "metrics2.json"
+    second.write_text(
+        json.dumps(metrics_report(tiny_models, {"sasrec-none": 0.05, "sasrec-mtrec": 0.11}))
+    )
+    decision2 = run_gate(second, gate_path, GateConfig(), config, tmp_path, processed)
+    assert decision2["winner"] is None and decision2["action"] == "challenger"
+    assert registry.champion_record(config.registered_model)["version"] == champion["version"]
+    challenger = registry.champion_record(config.registered_model, registry.CHALLENGER)
+    assert challenger["candidate"] == "sasrec-mtrec"
+    assert challenger["version"] != champion["version"]
+    assert Path(gate_path).exists()
