@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
@@ -316,3 +316,53 @@ class PackageConfig(StrictModel):
     # Requests above these limits are rejected with 4xx by the service.
     max_history: int = Field(200, ge=1)
     max_items_per_request: int = Field(1000, ge=1)
+
+
+# --- The mental reward model (owned by the reward area; read by mtrec.reward) ---
+
+
+class RewardConfig(StrictModel):
+    """QR-IQL mental reward model (stage `train_reward`) and its read-out (METHOD.md §2)."""
+
+    # The recommender backbone the Q-network shares (sasrec or gru4rec); only the head differs.
+    backbone: ModelConfig = Field(default_factory=SASRecConfig)
+    # "qr-iql": N quantiles, quantile-Huber TD term; "iq-learn": the "-IRL" ablation
+    # (N must be 1; squared chi^2 TD term).
+    objective: Literal["qr-iql", "iq-learn"] = "qr-iql"
+    # Quantile locations per action (N); tau_k = (2k - 1) / 2N.
+    n_quantiles: int = Field(10, ge=1)
+    # chi^2 regulariser strength (psi(x) = x - x^2 / 4 alpha) and discount.
+    alpha: float = Field(0.5, gt=0.0)
+    gamma: float = Field(0.9, ge=0.0, lt=1.0)
+    # Quantile Huber threshold (QR-DQN uses 1).
+    huber_kappa: float = Field(1.0, gt=0.0)
+    # TD target V(s'): "gradient" flows through it, "stop_gradient" detaches it,
+    # "polyak" takes it from a slowly updated copy of the network.
+    target: Literal["gradient", "stop_gradient", "polyak"] = "stop_gradient"
+    # Polyak step: target <- (1 - rate) * target + rate * online, after every update.
+    polyak_rate: float = Field(0.01, gt=0.0, le=1.0)
+    # Hidden width of the quantile head's MLP.
+    head_hidden: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_epochs: int = Field(8, ge=1)
+    # Stop after this many epochs without a better validation loss (keep the best epoch).
+    patience: int = Field(2, ge=1)
+    # A training batch is `windows_per_batch` runs of `window` consecutive exposures
+    # (plus one row for the last next state): one forward pass per run, no padding.
+    window: int = Field(64, ge=1)
+    windows_per_batch: int = Field(16, ge=1)
+    grad_clip: float = Field(5.0, gt=0.0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Read-out: CVaR level q (mean of the lowest ceil(qN) reward quantiles).
+    cvar_level: float = Field(0.3, gt=0.0, le=1.0)
+    # Read-out: next displayed items drawn (from the train exposure distribution)
+    # per exposure for the expected-next-value reward.
+    next_item_samples: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _irl_has_one_quantile(self) -> RewardConfig:
+        if self.objective == "iq-learn" and self.n_quantiles != 1:
+            raise ValueError("objective 'iq-learn' (the -IRL ablation) needs n_quantiles: 1")
+        return self

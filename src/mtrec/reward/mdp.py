@@ -1,0 +1,170 @@
+"""The user-centric MDP of METHOD.md section 1, in flat tensor form.
+
+The user is the agent. At exposure t the state is s_t = (h_t, i_t): the user's
+last `max_history` positives before t and the item now shown; the action is the
+logged response a_t; the next state is the user's next exposure, and a user's
+last exposure is terminal (V(s') = 0).
+
+Rows are kept flat and in log order (users one after another, each in event
+order), so the next state of row e is row e + 1 unless e is terminal. Training
+takes contiguous windows of rows: one forward pass over W + 1 rows yields the
+states of W rows and their next states, with no padding and no python loop over
+events. Histories are gathered on the fly from one flat array of positives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+SPLIT_ORDER = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class ExposureMDP:
+    """Exposures as MDP transitions. E rows, P positives in all.
+
+    items, responses, users: [E] long. history_end[e]: index into
+    `positive_items` one past the last positive of the user before row e;
+    history_begin[e]: index of that user's first positive. is_terminal: [E] bool.
+    """
+
+    items: torch.Tensor
+    responses: torch.Tensor
+    users: torch.Tensor
+    history_begin: torch.Tensor
+    history_end: torch.Tensor
+    positive_items: torch.Tensor
+    is_terminal: torch.Tensor
+    max_history: int
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.items.shape[0])
+
+    def to(self, device: torch.device | str) -> ExposureMDP:
+        tensors = {
+            name: getattr(self, name).to(device)
+            for name in (
+                "items",
+                "responses",
+                "users",
+                "history_begin",
+                "history_end",
+                "positive_items",
+                "is_terminal",
+            )
+        }
+        return ExposureMDP(**tensors, max_history=self.max_history)
+
+    def histories(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_t for the given rows, in the backbones' layout (oldest first, right-padded with 0).
+
+        Returns (positives [*rows.shape, max_history], lengths [*rows.shape]).
+        """
+        end = self.history_end[rows]
+        begin = torch.maximum(self.history_begin[rows], end - self.max_history)
+        lengths = end - begin
+        offsets = torch.arange(self.max_history, device=rows.device)
+        index = begin.unsqueeze(-1) + offsets
+        valid = offsets < lengths.unsqueeze(-1)
+        gathered = self.positive_items[index.clamp(max=max(len(self.positive_items) - 1, 0))]
+        return torch.where(valid, gathered, torch.zeros_like(gathered)), lengths
+
+    def histories_after_positive(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_t + [i_t] (last max_history of it): the history after responding 1 at these rows."""
+        positives, lengths = self.histories(rows)
+        full = lengths == self.max_history
+        # Full windows drop their oldest item; then i_t goes in the first free slot.
+        shifted = torch.where(full.unsqueeze(-1), positives.roll(-1, dims=-1), positives)
+        slot = torch.where(full, lengths - 1, lengths)
+        shifted = shifted.scatter(-1, slot.unsqueeze(-1), self.items[rows].unsqueeze(-1))
+        return shifted, slot + 1
+
+    def state_keys(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows with equal keys have the same h_t: the index one past their last
+        positive (it belongs to one user), or 0 for every empty history."""
+        end = self.history_end[rows]
+        return torch.where(end > self.history_begin[rows], end, torch.zeros_like(end))
+
+
+def concat_splits(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One log in event order: per user, train rows, then valid, then test.
+
+    Adds a `split` column and keeps each split's own row order (its
+    `split_row`), which the read-out uses as a key.
+    """
+    parts = []
+    for rank, name in enumerate(SPLIT_ORDER):
+        if name not in frames:
+            continue
+        part = frames[name].copy()
+        part["split"] = name
+        part["split_rank"] = rank
+        part["split_row"] = np.arange(len(part), dtype=np.int64)
+        parts.append(part)
+    log = pd.concat(parts, ignore_index=True)
+    log = log.sort_values(["user_idx", "split_rank", "split_row"], kind="stable")
+    return log.drop(columns="split_rank").reset_index(drop=True)
+
+
+def build_mdp(log: pd.DataFrame, max_history: int) -> ExposureMDP:
+    """The MDP of a log sorted by user then event order (contract of `data/processed`)."""
+    if max_history < 1:
+        raise ValueError(f"max_history must be >= 1, got {max_history}")
+    users = log["user_idx"].to_numpy(dtype=np.int64, copy=True)
+    if len(users) == 0:
+        raise ValueError("cannot build an MDP from an empty log")
+    if np.any(np.diff(users) < 0):
+        raise ValueError("the log must be sorted by user_idx (then event order)")
+    items = log["item_idx"].to_numpy(dtype=np.int64, copy=True)
+    responses = log["response"].to_numpy(dtype=np.int64, copy=True)
+    positive = responses == 1
+    # Number of positives strictly before each row, over the whole flat log.
+    positives_before = np.cumsum(positive) - positive
+    user_start = np.r_[True, users[1:] != users[:-1]]
+    first_row_of_user = np.maximum.accumulate(np.where(user_start, np.arange(len(users)), 0))
+    history_begin = positives_before[first_row_of_user]
+    is_terminal = np.r_[users[1:] != users[:-1], True]
+    return ExposureMDP(
+        items=torch.from_numpy(items),
+        responses=torch.from_numpy(responses),
+        users=torch.from_numpy(users),
+        history_begin=torch.from_numpy(history_begin.astype(np.int64)),
+        history_end=torch.from_numpy(positives_before.astype(np.int64)),
+        positive_items=torch.from_numpy(items[positive]),
+        is_terminal=torch.from_numpy(is_terminal),
+        max_history=max_history,
+    )
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """B windows of W transitions each, computed from W + 1 consecutive rows.
+
+    rows: [B, W + 1] row indices (clamped to the log); state j's next state is
+    j + 1. in_log: [B, W] whether state j is a real row; terminal: [B, W].
+    """
+
+    rows: torch.Tensor
+    in_log: torch.Tensor
+    terminal: torch.Tensor
+
+
+def window_starts(n_rows: int, window: int) -> torch.Tensor:
+    """Start row of each window that tiles the log."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return torch.arange(0, n_rows, window)
+
+
+def make_window_batch(mdp: ExposureMDP, starts: torch.Tensor, window: int) -> WindowBatch:
+    raw = starts.unsqueeze(-1) + torch.arange(window + 1, device=starts.device)  # [B, W + 1]
+    rows = raw.clamp(max=mdp.n_rows - 1)
+    in_log = raw[:, :window] < mdp.n_rows
+    # The last row of the log is always terminal, so a clamped next state is never used.
+    terminal = mdp.is_terminal[rows[:, :window]]
+    return WindowBatch(rows=rows, in_log=in_log, terminal=terminal)

@@ -1,0 +1,274 @@
+"""Stage `train_reward`: fit the QR-IQL Q-network on the train exposures.
+
+Early stopping uses the objective on the validation exposures (their states
+see the train history; no satisfaction signal is read). The best epoch's
+weights are saved with the config that rebuilds them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mtrec.config import RewardConfig
+from mtrec.reward.losses import LossParts, iq_learn_chi2_loss, q_values, qr_iql_loss
+from mtrec.reward.mdp import ExposureMDP, build_mdp, concat_splits, window_starts
+from mtrec.reward.qnetwork import RewardQNetwork, save_qnetwork
+
+# Columns the reward model may read: never a satisfaction signal.
+BEHAVIOUR_COLUMNS = ["user_idx", "item_idx", "timestamp", "response"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("reward.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def behaviour_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """The exposure log without satisfaction signals (they are evaluation-only)."""
+    return frame[BEHAVIOUR_COLUMNS].copy()
+
+
+def group_rows_by_history(mdp: ExposureMDP, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Rows that share h_t go to one backbone row: (positives [S, L], items [S, G],
+    state_index [S, G], group [R], slot [R]); row r is at [group[r], slot[r]]."""
+    keys = mdp.state_keys(rows)
+    unique_keys, group = torch.unique(keys, return_inverse=True)
+    order = torch.argsort(group, stable=True)
+    counts = torch.bincount(group, minlength=len(unique_keys))
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(group)
+    slot[order] = torch.arange(len(rows), device=rows.device) - first[group[order]]
+    representative = torch.empty_like(unique_keys).scatter_(0, group, rows)
+    positives, lengths = mdp.histories(representative)
+    width = int(counts.max())
+    items = torch.zeros(len(unique_keys), width, dtype=torch.long, device=rows.device)
+    items[group, slot] = mdp.items[rows]
+    state_index = lengths.unsqueeze(1).expand(-1, width)
+    return positives, items, state_index, group, slot
+
+
+def quantiles_for_rows(
+    network: RewardQNetwork, mdp: ExposureMDP, rows: torch.Tensor
+) -> torch.Tensor:
+    """lambda(s) for the states of `rows` [R] -> [R, 2, N]; each distinct history
+    goes through the backbone once, with all the items shown in that state."""
+    positives, items, state_index, group, slot = group_rows_by_history(mdp, rows)
+    return network(positives, items, state_index)[group, slot]
+
+
+def transition_quantiles(
+    network: RewardQNetwork, mdp: ExposureMDP, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lambda(s), lambda(s')) for the transitions starting at `rows`; s' is row + 1.
+
+    The next state of a terminal row is a placeholder (masked by the losses).
+    """
+    next_rows = (rows + 1).clamp(max=mdp.n_rows - 1)
+    both = quantiles_for_rows(network, mdp, torch.cat([rows, next_rows]))
+    return both[: len(rows)], both[len(rows) :]
+
+
+def transition_loss(
+    network: RewardQNetwork,
+    mdp: ExposureMDP,
+    rows: torch.Tensor,
+    config: RewardConfig,
+    weights: torch.Tensor | None = None,
+    target_network: RewardQNetwork | None = None,
+) -> LossParts:
+    current, following = transition_quantiles(network, mdp, rows)
+    if config.target == "stop_gradient":
+        target = following.detach()
+    elif config.target == "polyak":
+        if target_network is None:
+            raise ValueError("target 'polyak' needs a target network")
+        with torch.no_grad():
+            next_rows = (rows + 1).clamp(max=mdp.n_rows - 1)
+            target = quantiles_for_rows(target_network, mdp, next_rows)
+    else:
+        target = None
+    common = dict(
+        quantiles=current,
+        actions=mdp.responses[rows],
+        next_quantiles=following,
+        terminal=mdp.is_terminal[rows],
+        alpha=config.alpha,
+        gamma=config.gamma,
+        weights=weights,
+        target_quantiles=target,
+    )
+    if config.objective == "iq-learn":
+        return iq_learn_chi2_loss(**common)
+    return qr_iql_loss(**common, kappa=config.huber_kappa)
+
+
+@dataclass(frozen=True)
+class RewardLogs:
+    """The behaviour-only logs the reward model trains and validates on."""
+
+    train: ExposureMDP  # train rows only: a user's last train exposure is terminal
+    train_and_valid: ExposureMDP  # states of valid rows see the train history
+    valid_rows: torch.Tensor  # rows of `train_and_valid` that belong to the valid split
+
+
+def prepare_logs(train: pd.DataFrame, valid: pd.DataFrame, max_history: int) -> RewardLogs:
+    train_log = behaviour_only(train)
+    joined = concat_splits({"train": behaviour_only(train), "valid": behaviour_only(valid)})
+    valid_rows = np.flatnonzero(joined["split"].to_numpy() == "valid")
+    return RewardLogs(
+        train=build_mdp(train_log, max_history),
+        train_and_valid=build_mdp(joined, max_history),
+        valid_rows=torch.from_numpy(valid_rows.astype(np.int64)),
+    )
+
+
+@torch.no_grad()
+def validation_metrics(
+    network: RewardQNetwork,
+    mdp: ExposureMDP,
+    rows: torch.Tensor,
+    config: RewardConfig,
+    batch_rows: int = 4096,
+) -> dict[str, float]:
+    """Objective and action negative log-likelihood (soft-Q policy) on `rows`."""
+    network.eval()
+    total = td = value = nll = 0.0
+    for chunk in torch.split(rows, batch_rows):
+        parts = transition_loss(
+            network, mdp, chunk, config.model_copy(update={"target": "gradient"})
+        )
+        current = quantiles_for_rows(network, mdp, chunk)
+        log_policy = torch.log_softmax(q_values(current), dim=-1)
+        taken = log_policy.gather(1, mdp.responses[chunk].unsqueeze(1)).squeeze(1)
+        share = len(chunk) / len(rows)
+        total += float(parts.total) * share
+        td += float(parts.td) * share
+        value += float(parts.value) * share
+        nll += float(-taken.mean()) * share
+    return {"loss": total, "td": td, "value": value, "action_nll": nll}
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def fit_qnetwork(
+    config: RewardConfig,
+    logs: RewardLogs,
+    n_items: int,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[RewardQNetwork, list[dict]]:
+    """Train; keep the epoch with the lowest validation objective. Returns (network, history)."""
+    generator = _seed_everything(config.seed)
+    network = RewardQNetwork(config.backbone, n_items, config.n_quantiles, config.head_hidden)
+    network.to(device)
+    train_mdp = logs.train.to(device)
+    valid_mdp = logs.train_and_valid.to(device)
+    valid_rows = logs.valid_rows.to(device)
+    target_network = None
+    if config.target == "polyak":
+        target_network = copy.deepcopy(network).eval()
+        for parameter in target_network.parameters():
+            parameter.requires_grad_(False)
+    optimizer = torch.optim.Adam(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    starts = window_starts(train_mdp.n_rows, config.window)
+    offsets = torch.arange(config.window)
+    history: list[dict] = []
+    best_loss, best_state, stale = math.inf, None, 0
+    for epoch in range(1, config.max_epochs + 1):
+        network.train()
+        began = time.perf_counter()
+        order = starts[torch.randperm(len(starts), generator=generator)]
+        batches = torch.split(order, config.windows_per_batch)
+        running = 0.0
+        for batch_starts in tqdm(batches, desc=f"reward epoch {epoch}", disable=not progress):
+            rows = (batch_starts.unsqueeze(-1) + offsets).flatten()
+            rows = rows[rows < train_mdp.n_rows].to(device)
+            parts = transition_loss(network, train_mdp, rows, config, target_network=target_network)
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+            optimizer.step()
+            if target_network is not None:
+                _polyak_update(target_network, network, config.polyak_rate)
+            running += float(parts.total.detach()) * len(rows)
+        metrics = validation_metrics(network, valid_mdp, valid_rows, config)
+        record = {
+            "epoch": epoch,
+            "train_loss": running / train_mdp.n_rows,
+            **{f"valid_{name}": value for name, value in metrics.items()},
+            "seconds": time.perf_counter() - began,
+        }
+        history.append(record)
+        if metrics["loss"] < best_loss - 1e-6:
+            best_loss, stale = metrics["loss"], 0
+            best_state = copy.deepcopy(network.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    return network.eval(), history
+
+
+@torch.no_grad()
+def _polyak_update(target: torch.nn.Module, online: torch.nn.Module, rate: float) -> None:
+    for target_parameter, parameter in zip(target.parameters(), online.parameters(), strict=True):
+        target_parameter.lerp_(parameter, rate)
+
+
+def train_reward(
+    config: RewardConfig, processed_dir: Path, out_dir: Path, progress: bool = True
+) -> dict[str, Path]:
+    """Train the mental reward model on `processed_dir` and save it under `out_dir`.
+
+    Writes `qnetwork.pt`, `config.json` (rebuilds the network; also holds the
+    reward config) and `history.csv` (per-epoch curves, a DVC plot).
+    """
+    from mtrec.data.processed import load_processed
+
+    processed = load_processed(processed_dir)
+    device = resolve_device(config.device)
+    logs = prepare_logs(processed.train, processed.valid, config.backbone.max_history)
+    began = time.perf_counter()
+    network, history = fit_qnetwork(config, logs, processed.n_items, device, progress=progress)
+    seconds = time.perf_counter() - began
+    out_dir = Path(out_dir)
+    save_qnetwork(
+        network,
+        out_dir,
+        extra={
+            "reward": config.model_dump(mode="json"),
+            "train_seconds": seconds,
+            "best_epoch": min(history, key=lambda r: r["valid_loss"])["epoch"],
+        },
+    )
+    pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
+    (out_dir / "train_summary.json").write_text(
+        json.dumps({"train_seconds": seconds, "epochs": len(history), "history": history}, indent=2)
+        + "\n"
+    )
+    return {
+        "model": out_dir,
+        "history": out_dir / "history.csv",
+        "summary": out_dir / "train_summary.json",
+    }
