@@ -366,3 +366,69 @@ class RewardConfig(StrictModel):
         if self.objective == "iq-learn" and self.n_quantiles != 1:
             raise ValueError("objective 'iq-learn' (the -IRL ablation) needs n_quantiles: 1")
         return self
+
+
+# --- Recommender training and offline evaluation (models area) ---------------
+
+
+class TrainConfig(StrictModel):
+    """The training loop shared by every candidate (stage `train_recommender`)."""
+
+    max_epochs: int = Field(50, ge=1)
+    # Windows (a user's run of up to max_history positives and their exposures) per batch.
+    batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float | None = Field(5.0, gt=0.0)
+    # Early stopping on a validation metric: "NDCG@10" (full ranking of each
+    # user's valid positive, history masked), any key of the ranking metrics,
+    # "AUC" (valid exposures) or "loss" (valid BCE, minimised).
+    monitor: str = "NDCG@10"
+    patience: int = Field(5, ge=1)
+    # Weight of a full-catalogue softmax CE on positive exposures added to the
+    # exposure BCE (RecBole's CE objective); 0 = BCE only. Dot-product backbones.
+    catalogue_ce_weight: float = Field(0.0, ge=0.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch intra-op threads on CPU; null leaves torch's default.
+    num_threads: int | None = Field(None, ge=1)
+    # Users per batch when scoring the catalogue for validation / test.
+    eval_batch_size: int = Field(256, ge=1)
+    # Continue from the last epoch checkpoint when one exists.
+    resume: bool = True
+    # Stop (as if killed) after this many epochs of this invocation; testing only.
+    stop_after_epochs: int | None = Field(None, ge=1)
+    progress: bool = True
+
+
+class RecommenderConfig(StrictModel):
+    """The candidate matrix (backbone x guidance) and how each is trained."""
+
+    backbones: tuple[Literal["sasrec", "gru4rec", "din"], ...] = ("sasrec", "gru4rec", "din")
+    # Guidance = the training loss: "none" (BCE), "tce", "rce", "not_to_recommend",
+    # and the MTRec alignment losses registered by mtrec.reward ("mtrec", ...).
+    guidances: tuple[str, ...] = ("none",)
+    # Options per guidance name (each guidance validates its own keys).
+    guidance_options: dict[str, dict[str, float | int | str | bool]] = Field(default_factory=dict)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    # Per-exposure columns (e.g. rewards) for guidances that need them; joined
+    # onto the training exposures by (split, row order within the split).
+    rewards_path: Path | None = None
+    sasrec: SASRecConfig = SASRecConfig()
+    gru4rec: GRU4RecConfig = GRU4RecConfig()
+    din: DINConfig = DINConfig()
+    train: TrainConfig = TrainConfig()
+
+    def backbone_config(self, backbone: str) -> SASRecConfig | GRU4RecConfig | DINConfig:
+        return {"sasrec": self.sasrec, "gru4rec": self.gru4rec, "din": self.din}[backbone]
+
+
+class EvaluateConfig(StrictModel):
+    """Offline evaluation of every trained candidate on the test split."""
+
+    ks: tuple[int, ...] = (5, 10, 20)
+    # NCIS weight cap c (METHOD.md §4).
+    ncis_cap: float = Field(10.0, gt=0.0)
+    # Ties in full ranking: "pessimistic" (target below equal scores) or "average".
+    ties: Literal["pessimistic", "average"] = "pessimistic"
+    batch_size: int = Field(256, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"

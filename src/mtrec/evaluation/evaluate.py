@@ -1,0 +1,233 @@
+"""Scoring trained recommenders: the glue between models, data and metrics.
+
+`exposure_probabilities` and `target_ranks_of` run a model over a split;
+`split_metrics` turns those into every offline metric of METHOD.md §4;
+`evaluate_candidates` is the pipeline step: it scores each trained candidate
+(every seed) on the test split and writes `reports/candidates/<name>.json`
+and `reports/metrics.json`.
+
+metrics.json format (read by the gate):
+    {"split": "test",
+     "candidates": {"<backbone>-<guidance>": {
+         "backbone": str, "guidance": str,
+         "seeds": {"<seed>": {metric: value}},
+         "mean": {metric: value}, "std": {metric: value},
+         "model_dirs": {"<seed>": path}}}}
+Metrics: AUC, GAUC (test exposures); NCIS_lift (NCIS minus the same seed's
+untrained model), NCIS, NCIS_untrained; HR/NDCG/MRR@K (full ranking, the
+user's earlier positives masked, pessimistic ties); HR_p/NDCG_p/HR_n/NDCG_n
+and dNDCG@K (satisfaction split; evaluation only); n_users, n_exposures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mtrec.config import EvaluateConfig
+from mtrec.data.processed import ProcessedData, load_processed
+from mtrec.data.sequences import RankingTargets, WindowBatch, build_ranking_targets, build_windows
+from mtrec.evaluation.metrics import auc, gauc, ncis, ranking_metrics, satisfaction_split
+from mtrec.evaluation.metrics import target_ranks as ranks_from_scores
+from mtrec.evaluation.stats import aggregate_seeds
+from mtrec.models import Recommender, default_device, load_model
+
+SPLIT_CONTEXT = {"valid": ("train",), "test": ("train", "valid")}
+
+
+def resolve_device(name: str) -> torch.device:
+    return default_device() if name == "auto" else torch.device(name)
+
+
+def split_windows(data: ProcessedData, split: str, max_history: int) -> WindowBatch:
+    """Windows over the exposures of `split`, earlier splits as context."""
+    context = [data.split(name) for name in SPLIT_CONTEXT.get(split, ())]
+    return build_windows(data.split(split), max_history, context=context)
+
+
+@torch.no_grad()
+def exposure_logits(
+    model: Recommender, windows: WindowBatch, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """CTR logit of every exposure, in the row order of the windows' target frame."""
+    was_training = model.training
+    model.eval()
+    n_rows = int(windows.mask.sum())
+    out = np.full(n_rows, np.nan)
+    for start in range(0, len(windows), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(windows)))
+        batch = windows.select(index).to(device)
+        logits = model.exposure_logits(batch.positives, batch.items, batch.state_index)
+        out[batch.row[batch.mask].cpu().numpy()] = logits[batch.mask].float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def exposure_probabilities(
+    model: Recommender, windows: WindowBatch, batch_size: int, device: torch.device
+) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-exposure_logits(model, windows, batch_size, device)))
+
+
+@torch.no_grad()
+def target_ranks_of(
+    model: Recommender,
+    targets: RankingTargets,
+    batch_size: int,
+    device: torch.device,
+    ties: str = "pessimistic",
+    progress: bool = False,
+) -> np.ndarray:
+    """1-based full-catalogue rank of each user's held-out positive, with the
+    user's earlier positives masked."""
+    was_training = model.training
+    model.eval()
+    ranks = []
+    starts = range(0, len(targets), batch_size)
+    for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
+        rows = slice(start, start + batch_size)
+        scores = model.score_all(targets.history[rows].to(device)).float().cpu().numpy()
+        mask = targets.seen_mask(rows, model.n_items)
+        ranks.append(ranks_from_scores(scores, targets.target[rows].numpy(), mask, ties=ties))
+    model.train(was_training)
+    return np.concatenate(ranks) if ranks else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class SplitInputs:
+    """What scoring one split needs, built once (e.g. once per training run)."""
+
+    split: str
+    windows: WindowBatch
+    targets: RankingTargets
+    labels: np.ndarray  # [n_exposures] logged responses, frame order
+    users: np.ndarray  # [n_exposures]
+
+
+def prepare_split(data: ProcessedData, split: str, max_history: int) -> SplitInputs:
+    frame = data.split(split)
+    return SplitInputs(
+        split=split,
+        windows=split_windows(data, split, max_history),
+        targets=build_ranking_targets(data.ranking_targets(split), max_history),
+        labels=frame["response"].to_numpy(),
+        users=frame["user_idx"].to_numpy(),
+    )
+
+
+def score_split(
+    model: Recommender,
+    inputs: SplitInputs,
+    config: EvaluateConfig,
+    untrained: Recommender | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Every offline metric of one model on a prepared split."""
+    device = resolve_device(config.device)
+    model.to(device)
+    logits = exposure_logits(model, inputs.windows, config.batch_size, device)
+    labels, users = inputs.labels, inputs.users
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    metrics = {"AUC": auc(labels, logits), "GAUC": gauc(users, labels, logits)}
+    # Mean BCE of the logged responses (the validation loss).
+    metrics["loss"] = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+    metrics["NCIS"] = ncis(users, labels, probs, cap=config.ncis_cap)
+    if untrained is not None:
+        untrained.to(device)
+        base = exposure_probabilities(untrained, inputs.windows, config.batch_size, device)
+        metrics["NCIS_untrained"] = ncis(users, labels, base, cap=config.ncis_cap)
+        metrics["NCIS_lift"] = metrics["NCIS"] - metrics["NCIS_untrained"]
+    ranks = target_ranks_of(model, inputs.targets, config.batch_size, device, config.ties, progress)
+    metrics |= ranking_metrics(ranks, ks=config.ks)
+    metrics |= satisfaction_split(ranks, inputs.targets.satisfied, ks=config.ks)
+    metrics["n_users"] = float(len(ranks))
+    metrics["n_exposures"] = float(len(labels))
+    return metrics
+
+
+def split_metrics(
+    model: Recommender,
+    data: ProcessedData,
+    split: str,
+    config: EvaluateConfig,
+    untrained: Recommender | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Every offline metric of one model on `split` ("valid" or "test")."""
+    inputs = prepare_split(data, split, model.max_history)
+    return score_split(model, inputs, config, untrained, progress)
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _json_ready(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    return {name: _clean(float(value)) for name, value in metrics.items()}
+
+
+def find_candidates(models_dir: Path) -> dict[str, dict]:
+    """Trained candidates: every `<models_dir>/<name>/train_summary.json`."""
+    found = {}
+    for summary_file in sorted(Path(models_dir).glob("*/train_summary.json")):
+        summary = json.loads(summary_file.read_text())
+        found[summary["name"]] = summary
+    return found
+
+
+def evaluate_candidates(
+    config: EvaluateConfig,
+    processed_dir: str | Path,
+    models_dir: str | Path,
+    reports_dir: str | Path,
+    names: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score every trained candidate (all seeds) on the test split.
+
+    Writes `<reports_dir>/candidates/<name>.json` and `<reports_dir>/metrics.json`
+    and returns the metrics.json content."""
+    data = load_processed(processed_dir)
+    reports_dir = Path(reports_dir)
+    device = resolve_device(config.device)
+    candidates = find_candidates(Path(models_dir))
+    if names is not None:
+        missing = sorted(set(names) - set(candidates))
+        if missing:
+            raise FileNotFoundError(f"no trained candidate(s) {missing} under {models_dir}")
+        candidates = {name: candidates[name] for name in names}
+    if not candidates:
+        raise FileNotFoundError(f"no trained candidates (train_summary.json) under {models_dir}")
+    report: dict = {"split": "test", "candidates": {}}
+    for name, summary in candidates.items():
+        per_seed: dict[str, dict[str, float]] = {}
+        model_dirs = {}
+        for seed, seed_summary in summary["seeds"].items():
+            model = load_model(seed_summary["model_dir"], device=device)
+            untrained = load_model(seed_summary["initial_model_dir"], device=device)
+            metrics = split_metrics(model, data, "test", config, untrained, progress=progress)
+            per_seed[seed] = metrics
+            model_dirs[seed] = seed_summary["model_dir"]
+        summary_stats = aggregate_seeds(list(per_seed.values()))
+        entry = {
+            "backbone": summary["backbone"],
+            "guidance": summary["guidance"],
+            "seeds": {seed: _json_ready(m) for seed, m in per_seed.items()},
+            "mean": _json_ready({k: v["mean"] for k, v in summary_stats.items()}),
+            "std": _json_ready({k: v["std"] for k, v in summary_stats.items()}),
+            "model_dirs": model_dirs,
+            "seconds_per_epoch": summary.get("seconds_per_epoch"),
+        }
+        report["candidates"][name] = entry
+        out = reports_dir / "candidates" / f"{name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(entry, indent=2) + "\n")
+    (reports_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

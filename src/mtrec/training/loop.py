@@ -1,0 +1,266 @@
+"""One training loop for every recommender; the loss is plugged in.
+
+Per epoch: one pass over the training windows (every exposure of a window in
+one forward pass), then a validation callable, early stopping on its
+`monitor` metric, the best model saved as a model directory, a checkpoint of
+everything needed to continue (weights, optimiser, RNG states, counters,
+history) and the metrics CSV rewritten from that history. A run killed after
+epoch j and started again with the same arguments resumes from the
+checkpoint and ends with the same weights and metrics as an uninterrupted
+run: the batch order of epoch e depends only on (seed, e), and the RNG
+states (dropout) are restored.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mtrec.config import TrainConfig
+from mtrec.data.sequences import WindowBatch, window_loader
+from mtrec.models import Recommender, save_model
+from mtrec.training.losses import Loss, TrainingClock
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.csv"
+BEST_DIR = "best"
+MINIMISED = ("loss",)
+
+Validate = Callable[[Recommender], dict[str, float]]
+# Called after each epoch's checkpoint is written: (epoch, epoch record).
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class TrainingStopped(RuntimeError):
+    """Raised when `stop_after_epochs` ends an invocation early (a simulated kill)."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_value: float
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    best_model_dir: Path
+    metrics_csv: Path
+    epochs_run: int
+    stopped_early: bool
+    seconds_per_epoch: float
+    resumed_from_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_fingerprint(config: TrainConfig, seed: int, extra: dict | None = None) -> str:
+    """What must match for a checkpoint to be resumed (not the stop/resume knobs)."""
+    relevant = config.model_dump(
+        mode="json", exclude={"resume", "stop_after_epochs", "progress", "num_threads", "device"}
+    )
+    payload = json.dumps({"train": relevant, "seed": seed, "extra": extra or {}}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _improved(value: float, best: float, monitor: str) -> bool:
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value < best if monitor in MINIMISED else value > best
+
+
+def _write_csv(path: Path, history: Sequence[dict[str, float]]) -> None:
+    columns: list[str] = []
+    for record in history:
+        columns.extend(name for name in record if name not in columns)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_one_epoch(
+    model: Recommender,
+    loss_fn: Loss,
+    optimizer: torch.optim.Optimizer,
+    windows: WindowBatch,
+    config: TrainConfig,
+    seed: int,
+    clock: TrainingClock,
+    device: torch.device,
+) -> float:
+    """One pass over the windows in the order fixed by (seed, epoch); mean loss."""
+    model.train()
+    order_seed = seed * 100_003 + clock.epoch
+    loader = window_loader(windows, config.batch_size, shuffle=True, seed=order_seed)
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {clock.epoch + 1}", disable=not config.progress, leave=False)
+    for batch in bar:
+        batch = batch.to(device)
+        outputs = model(batch.positives, batch.items, batch.state_index)
+        loss = loss_fn(batch, outputs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        clock.step += 1
+        total += float(loss.detach())
+        count += 1
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+def fit(
+    model: Recommender,
+    loss_fn: Loss,
+    train_windows: WindowBatch,
+    validate: Validate,
+    config: TrainConfig,
+    out_dir: str | Path,
+    seed: int,
+    clock: TrainingClock | None = None,
+    device: torch.device | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    fingerprint_extra: dict | None = None,
+    item_ids: Sequence[str] | None = None,
+) -> FitResult:
+    """Train `model` (already seeded and built) until early stopping or
+    `max_epochs`, checkpointing every epoch in `out_dir`. Returns the best
+    epoch chosen on `validate(model)[config.monitor]`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = device or torch.device("cpu")
+    clock = clock or TrainingClock()
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    clock.steps_per_epoch = max(1, math.ceil(len(train_windows) / config.batch_size))
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    best_dir = out_dir / BEST_DIR
+    metrics_csv = out_dir / METRICS_FILE
+    fingerprint = run_fingerprint(config, seed, fingerprint_extra)
+
+    history: list[dict[str, float]] = []
+    best_value, best_epoch, bad_epochs, finished = float("nan"), 0, 0, False
+    best_metrics: dict[str, float] = {}
+    resumed_from = 0
+    if config.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            history = state["history"]
+            best_value, best_epoch = state["best_value"], state["best_epoch"]
+            best_metrics, bad_epochs = state["best_metrics"], state["bad_epochs"]
+            finished = state["finished"]
+            clock.step, clock.epoch = state["clock_step"], state["clock_epoch"]
+            _set_rng_state(state["rng"])
+            resumed_from = clock.epoch
+
+    epochs_this_call = 0
+    while not finished and clock.epoch < config.max_epochs:
+        started = time.perf_counter()
+        train_loss = train_one_epoch(
+            model, loss_fn, optimizer, train_windows, config, seed, clock, device
+        )
+        train_seconds = time.perf_counter() - started
+        metrics = validate(model)
+        clock.epoch += 1
+        epochs_this_call += 1
+        record = {"epoch": clock.epoch, "train_loss": train_loss, "train_seconds": train_seconds}
+        record |= {f"valid_{name}": value for name, value in metrics.items()}
+        history.append(record)
+        value = metrics[config.monitor]
+        if _improved(value, best_value, config.monitor):
+            best_value, best_epoch, best_metrics, bad_epochs = value, clock.epoch, metrics, 0
+            save_model(model, best_dir, item_ids=item_ids, metadata={"epoch": clock.epoch})
+        else:
+            bad_epochs += 1
+        finished = bad_epochs >= config.patience or clock.epoch >= config.max_epochs
+        _atomic_save(
+            {
+                "fingerprint": fingerprint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "best_metrics": best_metrics,
+                "bad_epochs": bad_epochs,
+                "finished": finished,
+                "clock_step": clock.step,
+                "clock_epoch": clock.epoch,
+                "rng": _rng_state(),
+            },
+            checkpoint_path,
+        )
+        _write_csv(metrics_csv, history)
+        for callback in callbacks:
+            callback(clock.epoch, record)
+        if (
+            not finished
+            and config.stop_after_epochs is not None
+            and epochs_this_call >= config.stop_after_epochs
+        ):
+            raise TrainingStopped(f"stopped after epoch {clock.epoch} (stop_after_epochs)")
+
+    if not best_dir.exists():
+        raise RuntimeError(f"no epoch produced a finite {config.monitor!r}; nothing saved")
+    seconds = [r["train_seconds"] for r in history]
+    return FitResult(
+        best_epoch=best_epoch,
+        best_value=best_value,
+        best_metrics=best_metrics,
+        history=history,
+        best_model_dir=best_dir,
+        metrics_csv=metrics_csv,
+        epochs_run=clock.epoch,
+        stopped_early=clock.epoch < config.max_epochs,
+        seconds_per_epoch=float(np.mean(seconds)) if seconds else float("nan"),
+        resumed_from_epoch=resumed_from,
+    )

@@ -1,0 +1,252 @@
+"""Pluggable training losses and the guidance registry.
+
+A loss is any callable `(batch, outputs) -> scalar tensor` (protocol `Loss`)
+over a `WindowBatch` and the model's `ExposureOutputs`. A *guidance* is a
+named way to build the loss for a candidate (`<backbone>-<guidance>`):
+`register_guidance(name)` registers a factory `(options, context) -> Loss`,
+where `options` is the raw `guidance_options` mapping of the
+RecommenderConfig (validate it with your own pydantic model) and `context`
+gives the model, the base-loss weights and the training clock.
+
+A loss that needs per-exposure columns (e.g. rewards r(s,1), r(s,0)) lists
+them in an attribute `required_columns`; the train step then joins them onto
+the training exposures and they arrive as `batch.extras[name]` [W, M].
+
+Guidances that live in other packages (the MTRec alignment loss) register
+themselves on import; `make_loss` imports the modules in `GUIDANCE_PLUGINS`
+before looking a name up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from mtrec.data.sequences import WindowBatch
+from mtrec.models import ExposureOutputs, Recommender
+
+
+class Loss(Protocol):
+    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor: ...
+
+
+@dataclass
+class TrainingClock:
+    """Where training is; the loop updates it and checkpoints it."""
+
+    step: int = 0
+    epoch: int = 0
+    steps_per_epoch: int = 1
+
+
+@dataclass(frozen=True)
+class LossContext:
+    model: Recommender
+    # Weight of the full-catalogue softmax CE on positive exposures, added to
+    # BCE by every guidance here (0 = BCE only).
+    catalogue_ce_weight: float = 0.0
+    clock: TrainingClock = field(default_factory=TrainingClock)
+
+
+GuidanceFactory = Callable[[Mapping[str, Any], LossContext], Loss]
+GUIDANCES: dict[str, GuidanceFactory] = {}
+# Modules imported before a lookup so their guidances can register themselves.
+GUIDANCE_PLUGINS: tuple[str, ...] = ("mtrec.reward.alignment",)
+
+
+def register_guidance(name: str) -> Callable[[GuidanceFactory], GuidanceFactory]:
+    def decorator(factory: GuidanceFactory) -> GuidanceFactory:
+        GUIDANCES[name] = factory
+        return factory
+
+    return decorator
+
+
+def _load_plugins() -> None:
+    for module in GUIDANCE_PLUGINS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:  # the plugin exists but is broken
+                raise
+
+
+def make_loss(name: str, options: Mapping[str, Any], context: LossContext) -> Loss:
+    if name not in GUIDANCES:
+        _load_plugins()
+    try:
+        factory = GUIDANCES[name]
+    except KeyError as error:
+        raise KeyError(f"unknown guidance {name!r}; known: {sorted(GUIDANCES)}") from error
+    return factory(options, context)
+
+
+def required_columns(loss: Loss) -> tuple[str, ...]:
+    return tuple(getattr(loss, "required_columns", ()))
+
+
+# ---------------------------------------------------------------- loss pieces
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weight = mask.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def exposure_bce(batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+    """Per-slot BCE [W, M] of the CTR logits against the logged response."""
+    return F.binary_cross_entropy_with_logits(outputs.logits, batch.response, reduction="none")
+
+
+def catalogue_log_softmax(
+    batch: WindowBatch, outputs: ExposureOutputs, model: Recommender, slots: torch.Tensor
+) -> torch.Tensor:
+    """log p(i | h) over the whole catalogue for the exposure slots `slots`
+    (bool [W, M]): [n_slots]. Dot-product backbones only."""
+    if not model.supports_catalogue or outputs.states is None:
+        raise ValueError(f"{model.kind} has no full-catalogue softmax (use a dot-product backbone)")
+    logits = model.catalogue_logits(outputs.states[slots])  # [n, n_items + 1]
+    return logits.log_softmax(-1).gather(1, batch.items[slots].unsqueeze(1)).squeeze(1)
+
+
+def catalogue_ce(batch: WindowBatch, outputs: ExposureOutputs, model: Recommender) -> torch.Tensor:
+    """Next-item softmax CE over all items on positive exposures (RecBole's CE)."""
+    positives = batch.mask & (batch.response > 0.5)
+    if not positives.any():
+        return outputs.logits.sum() * 0.0
+    return -catalogue_log_softmax(batch, outputs, model, positives).mean()
+
+
+def _with_catalogue_ce(
+    context: LossContext, batch: WindowBatch, outputs: ExposureOutputs, loss: torch.Tensor
+) -> torch.Tensor:
+    if context.catalogue_ce_weight > 0:
+        loss = loss + context.catalogue_ce_weight * catalogue_ce(batch, outputs, context.model)
+    return loss
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------ guidances
+
+
+class NoOptions(_Options):
+    pass
+
+
+@dataclass
+class BCELoss:
+    """BCE on every exposure (+ catalogue CE when its weight is > 0)."""
+
+    context: LossContext
+
+    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+        loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
+        return _with_catalogue_ce(self.context, batch, outputs, loss)
+
+
+@register_guidance("none")
+def _bce(options: Mapping[str, Any], context: LossContext) -> Loss:
+    NoOptions.model_validate(dict(options))
+    return BCELoss(context)
+
+
+class TruncatedOptions(_Options):
+    # ADT T-CE (Wang et al., WSDM 2021): drop rate grows linearly to
+    # `max_drop_rate` over `ramp_steps` optimiser steps.
+    max_drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
+    ramp_steps: int = Field(3000, ge=1)
+
+
+@dataclass
+class TruncatedBCELoss:
+    """T-CE: the largest-loss positive exposures of each batch are dropped."""
+
+    options: TruncatedOptions
+    context: LossContext
+
+    def drop_rate(self) -> float:
+        progress = min(1.0, self.context.clock.step / self.options.ramp_steps)
+        return self.options.max_drop_rate * progress
+
+    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+        bce = exposure_bce(batch, outputs)
+        keep = batch.mask.clone()
+        positives = batch.mask & (batch.response > 0.5)
+        n_drop = int(self.drop_rate() * int(positives.sum()))
+        if n_drop > 0:
+            losses = torch.where(positives, bce.detach(), torch.full_like(bce, -1.0))
+            dropped = losses.flatten().topk(n_drop).indices
+            keep.view(-1)[dropped] = False
+        return _with_catalogue_ce(self.context, batch, outputs, masked_mean(bce, keep))
+
+
+@register_guidance("tce")
+def _tce(options: Mapping[str, Any], context: LossContext) -> Loss:
+    return TruncatedBCELoss(TruncatedOptions.model_validate(dict(options)), context)
+
+
+class ReweightedOptions(_Options):
+    # ADT R-CE: positive losses weighted by sigmoid(logit)^beta (detached).
+    beta: float = Field(0.2, ge=0.0)
+
+
+@dataclass
+class ReweightedBCELoss:
+    options: ReweightedOptions
+    context: LossContext
+
+    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+        bce = exposure_bce(batch, outputs)
+        confidence = torch.sigmoid(outputs.logits.detach()).pow(self.options.beta)
+        weight = torch.where(batch.response > 0.5, confidence, torch.ones_like(confidence))
+        loss = masked_mean(bce * weight, batch.mask)
+        return _with_catalogue_ce(self.context, batch, outputs, loss)
+
+
+@register_guidance("rce")
+def _rce(options: Mapping[str, Any], context: LossContext) -> Loss:
+    return ReweightedBCELoss(ReweightedOptions.model_validate(dict(options)), context)
+
+
+class NotToRecommendOptions(_Options):
+    # Wang et al. (RecSys 2023): weight of -log(1 - p(i|h)) on negative
+    # exposures, p the full-catalogue softmax; the softmax itself is trained
+    # by a CE term on positives with weight `positive_ce_weight`.
+    negative_weight: float = Field(1.0, ge=0.0)
+    positive_ce_weight: float = Field(1.0, ge=0.0)
+
+
+@dataclass
+class NotToRecommendLoss:
+    options: NotToRecommendOptions
+    context: LossContext
+
+    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+        model = self.context.model
+        loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
+        loss = _with_catalogue_ce(self.context, batch, outputs, loss)
+        if self.options.positive_ce_weight > 0:
+            loss = loss + self.options.positive_ce_weight * catalogue_ce(batch, outputs, model)
+        negatives = batch.mask & (batch.response < 0.5)
+        if negatives.any() and self.options.negative_weight > 0:
+            log_p = catalogue_log_softmax(batch, outputs, model, negatives)
+            # -log(1 - p) computed stably from log p.
+            not_recommend = -torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))
+            loss = loss + self.options.negative_weight * not_recommend.mean()
+        return loss
+
+
+@register_guidance("not_to_recommend")
+def _not_to_recommend(options: Mapping[str, Any], context: LossContext) -> Loss:
+    if not context.model.supports_catalogue:
+        raise ValueError("not_to_recommend needs a full-catalogue softmax (sasrec or gru4rec)")
+    return NotToRecommendLoss(NotToRecommendOptions.model_validate(dict(options)), context)

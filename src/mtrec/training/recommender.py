@@ -1,0 +1,175 @@
+"""The `train_recommender` step: one candidate (backbone x guidance), each seed.
+
+Layout written under `out_dir` (= `<models>/<backbone>-<guidance>`):
+    train_summary.json          name, backbone, guidance, per seed: model_dir,
+                                initial_model_dir, best_epoch, valid metrics
+    seed_<s>/best/              the chosen model (validation only), load_model()
+    seed_<s>/initial/           the same seed's untrained model (NCIS baseline)
+    seed_<s>/checkpoint.pt      resumable state of the last epoch
+    seed_<s>/metrics.csv        per-epoch train loss and valid metrics (DVC plot)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mtrec.config import EvaluateConfig, RecommenderConfig
+from mtrec.data.processed import ProcessedData, load_processed
+from mtrec.data.sequences import build_windows
+from mtrec.evaluation.evaluate import prepare_split, resolve_device, score_split
+from mtrec.models import build_model, save_model
+from mtrec.training.loop import EpochCallback, FitResult, fit, seed_everything
+from mtrec.training.losses import LossContext, TrainingClock, make_loss, required_columns
+
+SUMMARY_FILE = "train_summary.json"
+
+
+def candidate_name(backbone: str, guidance: str) -> str:
+    return f"{backbone}-{guidance}"
+
+
+def attach_exposure_columns(
+    frame: pd.DataFrame, split: str, table: pd.DataFrame, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Join per-exposure columns (e.g. rewards.parquet, keyed by `split` and
+    `split_row` = row order within the split) onto one split's exposures."""
+    missing = [c for c in ("split", "split_row", *columns) if c not in table.columns]
+    if missing:
+        raise KeyError(f"per-exposure table lacks columns {missing}")
+    part = table[table["split"] == split].set_index("split_row").sort_index()
+    if len(part) != len(frame) or not np.array_equal(part.index, np.arange(len(frame))):
+        raise ValueError(f"per-exposure table does not cover the {split} rows one to one")
+    for key in ("user_idx", "item_idx"):
+        if key in part.columns and not np.array_equal(part[key], frame[key]):
+            raise ValueError(f"per-exposure table disagrees with the {split} split on {key}")
+    out = frame.copy()
+    for column in columns:
+        values = part[column].to_numpy(np.float64)
+        if np.isnan(values).any():
+            raise ValueError(f"column {column!r} has NaN for {split} exposures")
+        out[column] = values
+    return out
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    model_dir: Path
+    initial_model_dir: Path
+    fit: FitResult
+
+
+def train_seed(
+    config: RecommenderConfig,
+    backbone: str,
+    guidance: str,
+    data: ProcessedData,
+    out_dir: Path,
+    seed: int,
+    rewards: pd.DataFrame | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+) -> SeedResult:
+    """Train one seed of a candidate; the checkpoint is chosen on validation."""
+    train_config = config.train
+    if train_config.num_threads is not None:
+        torch.set_num_threads(train_config.num_threads)
+    device = resolve_device(train_config.device)
+    model_config = config.backbone_config(backbone)
+    seed_everything(seed)
+    model = build_model(model_config, data.n_items)
+    item_ids = data.items.sort_values("item_idx")["item_id"].astype(str).tolist()
+    initial_dir = save_model(model, out_dir / "initial", item_ids=item_ids, metadata={"seed": seed})
+
+    clock = TrainingClock()
+    context = LossContext(
+        model=model, catalogue_ce_weight=train_config.catalogue_ce_weight, clock=clock
+    )
+    loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
+    columns = required_columns(loss)
+    train_frame = data.train
+    if columns:
+        if rewards is None:
+            raise ValueError(f"guidance {guidance!r} needs {columns}: set recommender.rewards_path")
+        train_frame = attach_exposure_columns(train_frame, "train", rewards, columns)
+    windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
+    valid_inputs = prepare_split(data, "valid", model_config.max_history)
+    evaluate_config = EvaluateConfig(
+        batch_size=train_config.eval_batch_size, device=train_config.device
+    )
+
+    def validate(current_model) -> dict[str, float]:
+        return score_split(current_model, valid_inputs, evaluate_config)
+
+    result = fit(
+        model,
+        loss,
+        windows,
+        validate,
+        train_config,
+        out_dir,
+        seed,
+        clock=clock,
+        device=device,
+        callbacks=callbacks,
+        fingerprint_extra={
+            "backbone": model_config.model_dump(mode="json"),
+            "guidance": guidance,
+            "options": config.guidance_options.get(guidance, {}),
+        },
+        item_ids=item_ids,
+    )
+    return SeedResult(seed, result.best_model_dir, initial_dir, result)
+
+
+def train_recommender(
+    config: RecommenderConfig,
+    backbone: str,
+    guidance: str,
+    processed_dir: str | Path,
+    out_dir: str | Path,
+    seeds: Sequence[int] | None = None,
+    rewards_path: str | Path | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+) -> dict:
+    """Train candidate `<backbone>-<guidance>` for each seed (default:
+    config.seeds) into `out_dir`; writes and returns its train_summary.json."""
+    out_dir = Path(out_dir)
+    data = load_processed(processed_dir)
+    rewards_path = rewards_path if rewards_path is not None else config.rewards_path
+    rewards = pd.read_parquet(rewards_path) if rewards_path is not None else None
+    seeds = list(config.seeds if seeds is None else seeds)
+    per_seed: dict[str, dict] = {}
+    for seed in seeds:
+        result = train_seed(
+            config, backbone, guidance, data, out_dir / f"seed_{seed}", seed, rewards, callbacks
+        )
+        per_seed[str(seed)] = {
+            "model_dir": str(result.model_dir),
+            "initial_model_dir": str(result.initial_model_dir),
+            "metrics_csv": str(result.fit.metrics_csv),
+            "best_epoch": result.fit.best_epoch,
+            "epochs_run": result.fit.epochs_run,
+            "seconds_per_epoch": result.fit.seconds_per_epoch,
+            "valid": _finite(result.fit.best_metrics),
+        }
+    summary = {
+        "name": candidate_name(backbone, guidance),
+        "backbone": backbone,
+        "guidance": guidance,
+        "monitor": config.train.monitor,
+        "seeds": per_seed,
+        "seconds_per_epoch": float(np.mean([s["seconds_per_epoch"] for s in per_seed.values()])),
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    return {k: (None if v != v else float(v)) for k, v in metrics.items()}

@@ -1,0 +1,154 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from mtrec.config import (
+    DINConfig,
+    EvaluateConfig,
+    GRU4RecConfig,
+    RecommenderConfig,
+    SASRecConfig,
+    TrainConfig,
+)
+from mtrec.data.processed import load_processed
+from mtrec.evaluation.evaluate import evaluate_candidates
+from mtrec.models import load_model
+from mtrec.training import TrainingStopped, train_recommender
+from mtrec.training.recommender import attach_exposure_columns
+
+
+def _config(**train) -> RecommenderConfig:
+    defaults = dict(max_epochs=3, batch_size=4, learning_rate=0.01, patience=5, progress=False)
+    return RecommenderConfig(
+        seeds=(0,),
+        sasrec=SASRecConfig(max_history=6, dim=16, n_layers=1, ffn_dim=32, dropout=0.3),
+        gru4rec=GRU4RecConfig(max_history=6, dim=16, hidden_dim=16, dropout=0.3),
+        din=DINConfig(max_history=6, dim=16, attention_hidden=8, mlp_hidden=(16,), dropout=0.3),
+        train=TrainConfig(**(defaults | train)),
+    )
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "din"])
+def test_training_learns_the_planted_signal(backbone, toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = _config(max_epochs=4)
+    summary = train_recommender(config, backbone, "none", toy_processed_dir, tmp_path / "c")
+    history = pd.read_csv(summary["seeds"]["0"]["metrics_csv"])
+    assert len(history) == 4
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    valid = summary["seeds"]["0"]["valid"]
+    assert valid["AUC"] > 0.7
+    # 24 items, half of them liked: a random ranking gives NDCG@10 of about 0.2.
+    assert valid["NDCG@10"] > 0.3
+    best_epoch = summary["seeds"]["0"]["best_epoch"]
+    assert valid["NDCG@10"] == pytest.approx(history["valid_NDCG@10"].max())
+    assert history["valid_NDCG@10"].iloc[best_epoch - 1] == pytest.approx(valid["NDCG@10"])
+
+
+def _weights(path):
+    return torch.load(path / "weights.pt", weights_only=True)
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    whole = train_recommender(_config(), "sasrec", "none", toy_processed_dir, tmp_path / "whole")
+    killed_config = _config(stop_after_epochs=1)
+    with pytest.raises(TrainingStopped):
+        train_recommender(killed_config, "sasrec", "none", toy_processed_dir, tmp_path / "killed")
+    partial = pd.read_csv(tmp_path / "killed" / "seed_0" / "metrics.csv")
+    assert len(partial) == 1
+
+    calls = []
+
+    def crash_after_second_epoch(epoch, record):
+        calls.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt  # a kill from outside, after the checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train_recommender(
+            _config(),
+            "sasrec",
+            "none",
+            toy_processed_dir,
+            tmp_path / "killed",
+            callbacks=[crash_after_second_epoch],
+        )
+    assert calls == [2]  # resumed after epoch 1
+    resumed = train_recommender(_config(), "sasrec", "none", toy_processed_dir, tmp_path / "killed")
+
+    a, b = whole["seeds"]["0"], resumed["seeds"]["0"]
+    assert a["best_epoch"] == b["best_epoch"]
+    assert a["valid"] == b["valid"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(a["metrics_csv"]).drop(columns="train_seconds"),
+        pd.read_csv(b["metrics_csv"]).drop(columns="train_seconds"),
+    )
+    for name, tensor in _weights(tmp_path / "whole" / "seed_0" / "best").items():
+        assert torch.equal(tensor, _weights(tmp_path / "killed" / "seed_0" / "best")[name]), name
+    # A finished run is not trained again.
+    again = train_recommender(_config(), "sasrec", "none", toy_processed_dir, tmp_path / "killed")
+    assert again["seeds"]["0"]["valid"] == b["valid"]
+
+
+def test_evaluate_candidates_reports_every_metric(toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = _config(max_epochs=4)
+    models = tmp_path / "models"
+    for backbone in ("gru4rec", "din"):
+        train_recommender(
+            config, backbone, "none", toy_processed_dir, models / f"{backbone}-none", seeds=[0, 1]
+        )
+    reports = tmp_path / "reports"
+    config = EvaluateConfig(device="cpu")
+    report = evaluate_candidates(config, toy_processed_dir, models, reports, progress=False)
+    assert set(report["candidates"]) == {"gru4rec-none", "din-none"}
+    entry = json.loads((tmp_path / "reports" / "candidates" / "din-none.json").read_text())
+    on_disk = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert on_disk["candidates"]["din-none"] == entry
+    assert set(entry["seeds"]) == {"0", "1"}
+    for key in (
+        "AUC",
+        "GAUC",
+        "NCIS",
+        "NCIS_lift",
+        "HR@5",
+        "NDCG@10",
+        "MRR@20",
+        "HR_p@10",
+        "NDCG_p@10",
+        "HR_n@10",
+        "NDCG_n@10",
+        "dNDCG@10",
+    ):
+        assert key in entry["mean"] and key in entry["std"], key
+    seeds = [entry["seeds"][s]["NDCG@10"] for s in ("0", "1")]
+    assert entry["mean"]["NDCG@10"] == pytest.approx(sum(seeds) / 2)
+    data = load_processed(toy_processed_dir)
+    assert entry["seeds"]["0"]["n_users"] == data.n_users
+    assert entry["seeds"]["0"]["n_exposures"] == len(data.test)
+    # The trained model beats its own untrained start on the exposures.
+    assert entry["mean"]["AUC"] > 0.7
+    assert load_model(entry["model_dirs"]["0"], device="cpu").kind == "din"
+
+
+def test_attach_exposure_columns_checks_the_keys(toy_processed_dir):
+    train = load_processed(toy_processed_dir).train
+    rewards = pd.DataFrame(
+        {
+            "split": "train",
+            "split_row": range(len(train))[::-1],
+            "user_idx": train["user_idx"].to_numpy()[::-1],
+            "item_idx": train["item_idx"].to_numpy()[::-1],
+            "reward_pos_mean_z": range(len(train))[::-1],
+        }
+    )
+    joined = attach_exposure_columns(train, "train", rewards, ["reward_pos_mean_z"])
+    assert joined["reward_pos_mean_z"].tolist() == list(range(len(train)))
+    with pytest.raises(ValueError, match="one to one"):
+        attach_exposure_columns(train, "train", rewards.iloc[1:], ["reward_pos_mean_z"])
+    shuffled = rewards.assign(item_idx=rewards["item_idx"].sample(frac=1, random_state=0).values)
+    with pytest.raises(ValueError, match="item_idx"):
+        attach_exposure_columns(train, "train", shuffled, ["reward_pos_mean_z"])
