@@ -1,0 +1,316 @@
+"""Side-by-side speed benchmark: mtrec's training against RecBole 1.2.1.
+
+One invocation runs, for each model, RecBole's side (bench_recbole.py) and
+ours, each in its own subprocess (so peak RSS is each side's own), with the
+same torch thread count and epoch budget, and writes one JSON comparing
+seconds per training epoch (ratio RecBole / mtrec), peak RSS and, when the
+runs converged (early stopping within the epoch budget), test NDCG@10 and
+Recall@10.
+
+    python benchmarks/bench_training.py --epochs 2 --threads 1
+    python benchmarks/bench_training.py --epochs 300 --threads 2   # to convergence
+
+Our side, on the same ML-100k file (RecBole's copy, every rating kept as a
+positive, no k-core), runs the pipeline's own steps: ingest -> validate
+(k_core 0) -> leave-one-out split (seed 2020; the last positive is test, the
+second-to-last valid, as RecBole's `LS: valid_and_test` with `order: TO`),
+then `mtrec.training.train_recommender` with guidance "none" and the
+full-catalogue softmax CE (`catalogue_ce_weight` 1, RecBole's CE objective)
+added to the exposure BCE on sampled negatives, max history 50, validation
+NDCG@10 with RecBole's patience (stopping_step 10 = stop after 11 epochs
+without gain). Quality: full ranking over all items with the history masked;
+with one held-out item Recall@10 equals HR@10.
+
+What differs by design (the point of the comparison): RecBole makes one
+training sample per sequence prefix (~97k forward passes per epoch on
+ML-100k), mtrec one causal pass per user window; batch sizes therefore count
+different things (RecBole: 256 prefixes, mtrec: TrainConfig.batch_size
+windows). Model sizes match RecBole's defaults (SASRec 2 layers, 2 heads,
+hidden 64, inner 256; GRU4Rec embedding 64, hidden 128, 1 layer); dropout
+follows each side's own default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+MODELS = {"SASRec": "sasrec", "GRU4Rec": "gru4rec"}
+SEED = 2020
+RECBOLE_STOPPING_STEP = 10
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare_ml100k(work_dir: Path, seed: int = SEED) -> Path:
+    """ML-100k through the pipeline's own ingest/validate/split steps into
+    `work_dir/processed` (all ratings kept: no k-core)."""
+    from mtrec.config import DataConfig, SplitConfig, ValidateConfig
+    from mtrec.data.ingest import ingest
+    from mtrec.data.split import split_exposures
+    from mtrec.data.validate import validate_exposures
+
+    raw = work_dir / "raw" / "exposures.parquet"
+    validated = work_dir / "validated" / "exposures.parquet"
+    processed = work_dir / "processed"
+    ingest(DataConfig(source="ml-100k"), raw)
+    validate_exposures(
+        raw, validated, work_dir / "reports" / "validation.json", ValidateConfig(k_core=0)
+    )
+    split_exposures(validated, processed, SplitConfig(method="leave_one_out", seed=seed))
+    return processed
+
+
+def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> dict[str, Any]:
+    """Train our backbone `model_name` under the shared protocol; measurements."""
+    import numpy as np
+    import torch
+
+    from mtrec.config import EvaluateConfig, RecommenderConfig, TrainConfig
+    from mtrec.data.processed import load_processed
+    from mtrec.evaluation.evaluate import split_metrics
+    from mtrec.models import count_parameters, default_device, load_model
+    from mtrec.training import train_recommender
+
+    torch.set_num_threads(threads)
+    backbone = MODELS[model_name]
+    with tempfile.TemporaryDirectory(prefix="mtrec-bench-") as scratch:
+        work_dir = Path(scratch)
+        started = time.perf_counter()
+        processed = prepare_ml100k(work_dir, seed)
+        data_seconds = time.perf_counter() - started
+        config = RecommenderConfig(
+            backbones=(backbone,),
+            guidances=("none",),
+            seeds=(seed,),
+            train=TrainConfig(
+                max_epochs=epochs,
+                monitor="NDCG@10",
+                patience=RECBOLE_STOPPING_STEP + 1,
+                catalogue_ce_weight=1.0,
+                num_threads=threads,
+                progress=False,
+                resume=False,
+            ),
+        )
+        epoch_ends: list[float] = []
+
+        def on_epoch(epoch: int, record: dict[str, float]) -> None:
+            epoch_ends.append(time.perf_counter())
+            print(
+                f"[mtrec {model_name}] epoch {epoch}: train {record['train_seconds']:.1f}s "
+                f"loss {record['train_loss']:.4f} valid NDCG@10 {record['valid_NDCG@10']:.4f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        fit_started = time.perf_counter()
+        summary = train_recommender(
+            config, backbone, "none", processed, work_dir / "models", callbacks=[on_epoch]
+        )
+        seed_summary = summary["seeds"][str(seed)]
+        history = _read_history(Path(seed_summary["metrics_csv"]))
+        data = load_processed(processed)
+        device = default_device()
+        model = load_model(seed_summary["model_dir"], device=device)
+        evaluate_config = EvaluateConfig(ks=(10,))
+        test = split_metrics(model, data, "test", evaluate_config)
+        valid = split_metrics(model, data, "valid", evaluate_config)
+        train_seconds = [float(r["train_seconds"]) for r in history]
+        wall = np.diff([fit_started, *epoch_ends]).tolist()
+        return {
+            "side": "mtrec",
+            "model": model_name,
+            "backbone_config": config.backbone_config(backbone).model_dump(mode="json"),
+            "train_config": config.train.model_dump(mode="json"),
+            "n_parameters": count_parameters(model),
+            "dataset": "ml-100k (RecBole's copy, all ratings kept)",
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "n_train_exposures": len(data.train),
+            "epochs_requested": epochs,
+            "epochs_run": int(seed_summary["epochs_run"]),
+            "stopped_early": int(seed_summary["epochs_run"]) < epochs,
+            "best_epoch": int(seed_summary["best_epoch"]),
+            "seconds_per_epoch": float(np.mean(train_seconds)),
+            "train_seconds": train_seconds,
+            # Validation, checkpoint and best-model writing per epoch.
+            "other_seconds_per_epoch": [w - t for w, t in zip(wall, train_seconds, strict=False)],
+            "setup_seconds": data_seconds,
+            "train_losses": [float(r["train_loss"]) for r in history],
+            "valid_ndcg_at_10_by_epoch": [float(r["valid_NDCG@10"]) for r in history],
+            "valid_ndcg_at_10": valid["NDCG@10"],
+            "valid_recall_at_10": valid["HR@10"],
+            "test_ndcg_at_10": test["NDCG@10"],
+            "test_recall_at_10": test["HR@10"],
+            "test_auc": test["AUC"],
+            "peak_rss_mib": peak_rss_mib(),
+            "peak_gpu_mib": (
+                torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+            ),
+            **_machine_info(threads, str(device)),
+        }
+
+
+def _read_history(metrics_csv: Path) -> list[dict[str, str]]:
+    import csv
+
+    with metrics_csv.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _machine_info(threads: int, device: str) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    return {
+        "device": device,
+        "torch_threads": threads,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch_version": torch.__version__,
+        "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def compare_sides(recbole: dict[str, Any], mtrec: dict[str, Any]) -> dict[str, Any]:
+    """The comparison of one model: speed ratio, memory, and quality when both
+    sides converged (early-stopped within their epoch budget). A ratio > 1
+    means RecBole takes longer per epoch."""
+    for side, result in (("recbole", recbole), ("mtrec", mtrec)):
+        if result.get("model") != recbole.get("model"):
+            raise ValueError(f"{side} result is for {result.get('model')!r}, not the same model")
+        if result.get("torch_threads") != recbole.get("torch_threads"):
+            raise ValueError("sides ran with different torch thread counts")
+    converged = bool(recbole["stopped_early"] and mtrec["stopped_early"])
+    seconds = {"recbole": recbole["seconds_per_epoch"], "mtrec": mtrec["seconds_per_epoch"]}
+    rss = {"recbole": recbole["peak_rss_mib"], "mtrec": mtrec["peak_rss_mib"]}
+    quality_keys = ("test_ndcg_at_10", "test_recall_at_10", "valid_ndcg_at_10")
+    return {
+        "model": recbole["model"],
+        "torch_threads": recbole["torch_threads"],
+        "device": recbole["device"],
+        "epochs_run": {"recbole": recbole["epochs_run"], "mtrec": mtrec["epochs_run"]},
+        "seconds_per_epoch": seconds,
+        "speedup_recbole_over_mtrec": _ratio(seconds["recbole"], seconds["mtrec"]),
+        "peak_rss_mib": rss,
+        "peak_rss_ratio_recbole_over_mtrec": _ratio(rss["recbole"], rss["mtrec"]),
+        "converged": converged,
+        "quality": {key: {"recbole": recbole[key], "mtrec": mtrec[key]} for key in quality_keys}
+        if converged
+        else None,
+        "quality_after_budget": {
+            key: {"recbole": recbole[key], "mtrec": mtrec[key]} for key in quality_keys
+        },
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator) / float(denominator) if denominator else float("nan")
+
+
+def _run_side(command: list[str], out: Path, env: dict[str, str]) -> dict[str, Any]:
+    print("$ " + " ".join(command), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True, env=env)
+    return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=2, help="max epochs per side (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument(
+        "--side",
+        choices=("both", "mtrec"),
+        default="both",
+        help="'mtrec': run only our side for --models[0] into --out (used by 'both')",
+    )
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--recbole-result",
+        type=Path,
+        action="append",
+        default=[],
+        help="reuse an existing bench_recbole.py JSON instead of rerunning RecBole",
+    )
+    args = parser.parse_args(argv)
+
+    if args.side == "mtrec":
+        result = run_mtrec(args.models[0], args.epochs, args.threads)
+        out = args.out or RESULTS_DIR / f"mtrec_{args.models[0]}_{args.epochs}ep.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        return
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    reused = {json.loads(p.read_text())["model"]: p for p in args.recbole_result}
+    comparisons = []
+    commands: dict[str, list[str]] = {}
+    for model in args.models:
+        recbole_out = RESULTS_DIR / f"recbole_{model}_{args.epochs}ep.json"
+        mtrec_out = RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep.json"
+        recbole_cmd = [
+            sys.executable,
+            str(HERE / "bench_recbole.py"),
+            f"--model={model}",
+            f"--epochs={args.epochs}",
+            f"--threads={args.threads}",
+            f"--stopping-step={RECBOLE_STOPPING_STEP}",
+            f"--out={recbole_out}",
+        ]
+        mtrec_cmd = [
+            sys.executable,
+            str(HERE / "bench_training.py"),
+            "--side=mtrec",
+            f"--models={model}",
+            f"--epochs={args.epochs}",
+            f"--threads={args.threads}",
+            f"--out={mtrec_out}",
+        ]
+        if model in reused:
+            recbole = json.loads(reused[model].read_text())
+            if recbole["torch_threads"] != args.threads:
+                raise SystemExit(f"{reused[model]} ran with other thread count")
+            commands[f"recbole_{model}"] = [f"(reused {reused[model]})"]
+        else:
+            recbole = _run_side(recbole_cmd, recbole_out, env)
+            commands[f"recbole_{model}"] = recbole_cmd
+        mtrec = _run_side(mtrec_cmd, mtrec_out, env)
+        commands[f"mtrec_{model}"] = mtrec_cmd
+        comparisons.append(compare_sides(recbole, mtrec))
+    report = {
+        "benchmark": "seconds per training epoch, ML-100k, RecBole 1.2.1 vs mtrec",
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "commands": {name: " ".join(cmd) for name, cmd in commands.items()},
+        "comparisons": comparisons,
+    }
+    out = args.out or RESULTS_DIR / f"compare_{args.epochs}ep_{args.threads}threads.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for row in comparisons:
+        print(
+            f"{row['model']}: {row['seconds_per_epoch']['recbole']:.1f} s/epoch (RecBole) vs "
+            f"{row['seconds_per_epoch']['mtrec']:.1f} s/epoch (mtrec): "
+            f"{row['speedup_recbole_over_mtrec']:.1f}x; peak RSS "
+            f"{row['peak_rss_mib']['recbole']:.0f} vs {row['peak_rss_mib']['mtrec']:.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The comparison arithmetic of the side-by-side benchmark (no training here:
+the benchmark itself takes minutes per epoch and runs by hand)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_training.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_training", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def side(**overrides):
+    result = {
+        "model": "SASRec",
+        "torch_threads": 1,
+        "device": "cpu",
+        "epochs_run": 30,
+        "stopped_early": True,
+        "seconds_per_epoch": 10.0,
+        "peak_rss_mib": 500.0,
+        "test_ndcg_at_10": 0.06,
+        "test_recall_at_10": 0.14,
+        "valid_ndcg_at_10": 0.07,
+    }
+    return result | overrides
+
+
+def test_speedup_and_memory_ratios(bench):
+    row = bench.compare_sides(
+        side(seconds_per_epoch=120.0, peak_rss_mib=900.0),
+        side(seconds_per_epoch=8.0, peak_rss_mib=600.0),
+    )
+    assert row["speedup_recbole_over_mtrec"] == pytest.approx(15.0)
+    assert row["peak_rss_ratio_recbole_over_mtrec"] == pytest.approx(1.5)
+    assert row["seconds_per_epoch"] == {"recbole": 120.0, "mtrec": 8.0}
+
+
+def test_quality_reported_only_when_both_sides_converged(bench):
+    converged = bench.compare_sides(side(), side(test_ndcg_at_10=0.05))
+    assert converged["converged"] is True
+    assert converged["quality"]["test_ndcg_at_10"] == {"recbole": 0.06, "mtrec": 0.05}
+    budget_only = bench.compare_sides(side(stopped_early=False), side())
+    assert budget_only["converged"] is False and budget_only["quality"] is None
+    assert budget_only["quality_after_budget"]["test_recall_at_10"]["mtrec"] == 0.14
+
+
+def test_sides_must_match_model_and_threads(bench):
+    with pytest.raises(ValueError):
+        bench.compare_sides(side(), side(model="GRU4Rec"))
+    with pytest.raises(ValueError):
+        bench.compare_sides(side(), side(torch_threads=2))
