@@ -1,0 +1,55 @@
+"""The in-process runtime the service wraps: request checks and the reward read-out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtrec.serving.runtime import (
+    RecommenderRuntime,
+    RequestError,
+    RewardModelMissing,
+    cvar_of_quantiles,
+)
+
+
+def test_cvar_of_quantiles_by_hand():
+    quantiles = torch.tensor([[-2.0, -1.0, 0.0, 1.0, 2.0]])
+    assert cvar_of_quantiles(quantiles, 0.2).item() == pytest.approx(-2.0)
+    assert cvar_of_quantiles(quantiles, 0.4).item() == pytest.approx(-1.5)
+    assert cvar_of_quantiles(quantiles, 1.0).item() == pytest.approx(0.0)
+
+
+def test_without_reward_model_mental_reward_is_refused(tiny_models):
+    runtime = RecommenderRuntime.load(tiny_models["sasrec-none"][0], None, device="cpu")
+    answer = runtime.recommend(["m1"], 3, True)
+    assert [item["expected_mental_reward"] for item in answer["items"]] == [None] * 3
+    assert answer["reward_model"] is False
+    with pytest.raises(RewardModelMissing):
+        runtime.mental_reward(["m1"], ["m2"])
+
+
+def test_recommend_is_the_top_k_of_score_all(tiny_models):
+    runtime = RecommenderRuntime.load(tiny_models["sasrec-none"][0], None, device="cpu")
+    probs = runtime.ctr_probabilities([runtime.index_of["m4"]])
+    probs[0] = -1
+    expected = [f"m{i}" for i in torch.topk(probs, 4).indices.tolist()]
+    got = runtime.recommend(["m4"], 4, False)
+    assert [item["item_id"] for item in got["items"]] == expected
+
+
+@pytest.mark.parametrize(
+    ("history", "k", "exclude", "field"),
+    [
+        (["m1", "zz"], 3, True, "history"),
+        ([True], 3, True, "history"),
+        (["m1"], 30, True, "k"),  # 30 items, one excluded
+        (["m1"], True, True, "k"),
+        (["m1"], 3, 1, "exclude_history"),
+    ],
+)
+def test_request_errors_name_the_field(tiny_models, history, k, exclude, field):
+    runtime = RecommenderRuntime.load(tiny_models["sasrec-none"][0], None, device="cpu")
+    with pytest.raises(RequestError) as error:
+        runtime.recommend(history, k, exclude)
+    assert error.value.field == field
