@@ -404,8 +404,9 @@ class RecommenderConfig(StrictModel):
     """The candidate matrix (backbone x guidance) and how each is trained."""
 
     backbones: tuple[Literal["sasrec", "gru4rec", "din"], ...] = ("sasrec", "gru4rec", "din")
-    # Guidance = the training loss: "none" (BCE), "tce", "rce", "not_to_recommend",
-    # and the MTRec alignment losses registered by mtrec.reward ("mtrec", ...).
+    # Guidance = the training loss: "none" (BCE), the comparison rows registered by
+    # mtrec.baselines ("ntr", "adt-tce", "adt-rce", "pnfrec") and the MTRec
+    # alignment losses registered by mtrec.reward ("mtrec", ...).
     guidances: tuple[str, ...] = ("none",)
     # Options per guidance name (each guidance validates its own keys).
     guidance_options: dict[str, dict[str, float | int | str | bool]] = Field(default_factory=dict)

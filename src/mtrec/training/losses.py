@@ -12,9 +12,11 @@ A loss that needs per-exposure columns (e.g. rewards r(s,1), r(s,0)) lists
 them in an attribute `required_columns`; the train step then joins them onto
 the training exposures and they arrive as `batch.extras[name]` [W, M].
 
-Guidances that live in other packages (the MTRec alignment loss) register
-themselves on import; `make_loss` imports the modules in `GUIDANCE_PLUGINS`
-before looking a name up.
+Guidances that live in other packages register themselves on import: the
+comparison rows (`mtrec.baselines.guidance`: not-to-recommend, T-CE, R-CE,
+PNFRec) and the MTRec alignment losses (`mtrec.reward`); `make_loss` imports
+the modules in `GUIDANCE_PLUGINS` before looking a name up. Here: "none",
+BCE on the exposures plus (optionally) the full-catalogue CE on positives.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs, Recommender
@@ -57,7 +59,7 @@ class LossContext:
 GuidanceFactory = Callable[[Mapping[str, Any], LossContext], Loss]
 GUIDANCES: dict[str, GuidanceFactory] = {}
 # Modules imported before a lookup so their guidances can register themselves.
-GUIDANCE_PLUGINS: tuple[str, ...] = ("mtrec.reward.alignment",)
+GUIDANCE_PLUGINS: tuple[str, ...] = ("mtrec.baselines.guidance", "mtrec.reward.alignment")
 
 
 def register_guidance(name: str) -> Callable[[GuidanceFactory], GuidanceFactory]:
@@ -157,96 +159,3 @@ class BCELoss:
 def _bce(options: Mapping[str, Any], context: LossContext) -> Loss:
     NoOptions.model_validate(dict(options))
     return BCELoss(context)
-
-
-class TruncatedOptions(_Options):
-    # ADT T-CE (Wang et al., WSDM 2021): drop rate grows linearly to
-    # `max_drop_rate` over `ramp_steps` optimiser steps.
-    max_drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
-    ramp_steps: int = Field(3000, ge=1)
-
-
-@dataclass
-class TruncatedBCELoss:
-    """T-CE: the largest-loss positive exposures of each batch are dropped."""
-
-    options: TruncatedOptions
-    context: LossContext
-
-    def drop_rate(self) -> float:
-        progress = min(1.0, self.context.clock.step / self.options.ramp_steps)
-        return self.options.max_drop_rate * progress
-
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
-        bce = exposure_bce(batch, outputs)
-        keep = batch.mask.clone()
-        positives = batch.mask & (batch.response > 0.5)
-        n_drop = int(self.drop_rate() * int(positives.sum()))
-        if n_drop > 0:
-            losses = torch.where(positives, bce.detach(), torch.full_like(bce, -1.0))
-            dropped = losses.flatten().topk(n_drop).indices
-            keep.view(-1)[dropped] = False
-        return _with_catalogue_ce(self.context, batch, outputs, masked_mean(bce, keep))
-
-
-@register_guidance("tce")
-def _tce(options: Mapping[str, Any], context: LossContext) -> Loss:
-    return TruncatedBCELoss(TruncatedOptions.model_validate(dict(options)), context)
-
-
-class ReweightedOptions(_Options):
-    # ADT R-CE: positive losses weighted by sigmoid(logit)^beta (detached).
-    beta: float = Field(0.2, ge=0.0)
-
-
-@dataclass
-class ReweightedBCELoss:
-    options: ReweightedOptions
-    context: LossContext
-
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
-        bce = exposure_bce(batch, outputs)
-        confidence = torch.sigmoid(outputs.logits.detach()).pow(self.options.beta)
-        weight = torch.where(batch.response > 0.5, confidence, torch.ones_like(confidence))
-        loss = masked_mean(bce * weight, batch.mask)
-        return _with_catalogue_ce(self.context, batch, outputs, loss)
-
-
-@register_guidance("rce")
-def _rce(options: Mapping[str, Any], context: LossContext) -> Loss:
-    return ReweightedBCELoss(ReweightedOptions.model_validate(dict(options)), context)
-
-
-class NotToRecommendOptions(_Options):
-    # Wang et al. (RecSys 2023): weight of -log(1 - p(i|h)) on negative
-    # exposures, p the full-catalogue softmax; the softmax itself is trained
-    # by a CE term on positives with weight `positive_ce_weight`.
-    negative_weight: float = Field(1.0, ge=0.0)
-    positive_ce_weight: float = Field(1.0, ge=0.0)
-
-
-@dataclass
-class NotToRecommendLoss:
-    options: NotToRecommendOptions
-    context: LossContext
-
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
-        model = self.context.model
-        loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
-        loss = _with_catalogue_ce(self.context, batch, outputs, loss)
-        if self.options.positive_ce_weight > 0:
-            loss = loss + self.options.positive_ce_weight * catalogue_ce(batch, outputs, model)
-        negatives = batch.mask & (batch.response < 0.5)
-        if negatives.any() and self.options.negative_weight > 0:
-            log_p = catalogue_log_softmax(batch, outputs, model, negatives)
-            # -log(1 - p) computed stably from log p.
-            not_recommend = -torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))
-            loss = loss + self.options.negative_weight * not_recommend.mean()
-        return loss
-
-
-@register_guidance("not_to_recommend")
-def _not_to_recommend(options: Mapping[str, Any], context: LossContext) -> Loss:
-    if not context.model.supports_catalogue:
-        raise ValueError("not_to_recommend needs a full-catalogue softmax (sasrec or gru4rec)")
-    return NotToRecommendLoss(NotToRecommendOptions.model_validate(dict(options)), context)

@@ -94,10 +94,14 @@ def train_seed(
     loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
     columns = required_columns(loss)
     train_frame = data.train
-    if columns:
+    # Columns the guidance asks for come from the training exposures when they
+    # have them (e.g. a baseline that declares it trains on `rating`), else
+    # from the per-exposure table (rewards.parquet).
+    joined = [c for c in columns if c not in train_frame.columns]
+    if joined:
         if rewards is None:
-            raise ValueError(f"guidance {guidance!r} needs {columns}: set recommender.rewards_path")
-        train_frame = attach_exposure_columns(train_frame, "train", rewards, columns)
+            raise ValueError(f"guidance {guidance!r} needs {joined}: set recommender.rewards_path")
+        train_frame = attach_exposure_columns(train_frame, "train", rewards, joined)
     windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
     valid_inputs = prepare_split(data, "valid", model_config.max_history)
     evaluate_config = EvaluateConfig(
