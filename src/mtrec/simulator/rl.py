@@ -1,0 +1,259 @@
+"""An RL recommender trained in the simulator: REINFORCE with
+`r_final = r_env + kappa * r_mental` (the paper's second use of the mental
+reward model).
+
+The policy is a softmax over the catalogue given the user's positive history
+(mean of item embeddings, dot product with output item vectors). An episode
+is one session of a training user (after the shared warm-up): one item per
+step, sampled from the policy with clicked items masked; the user responds
+and may leave, which ends the episode. `r_env` is the click (or the watch
+ratio of a click). `r_mental` comes from a callable on the step's state,
+item and response; `true_mental_reward` reads the simulator's realised
+reward and is therefore an upper bound, not a learnable signal: a learned
+reward model (the reward engineer's read-out r(s, a)) goes in its place.
+Training users and the evaluation cohort are disjoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtrec.config import OnlineConfig, ReinforceConfig, SimulatorConfig
+from mtrec.simulator.online import (
+    cohort_size,
+    compare,
+    history_tensor,
+    run_online,
+    summarize,
+    warm_up,
+)
+from mtrec.simulator.policies import ItemIndexMap
+from mtrec.simulator.world import Draws, UserState, World, make_world, respond
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One step of a batch of episodes, as a mental reward model sees it."""
+
+    history: torch.Tensor  # [B, L] right-padded item_idx before the step
+    items: torch.Tensor  # [B] item_idx shown
+    responses: torch.Tensor  # [B] 0/1
+    # Ground truth, for the upper-bound reward only: realised reward (NaN if no click).
+    true_reward: torch.Tensor  # [B]
+
+
+MentalReward = Callable[[StepBatch], torch.Tensor]
+
+
+def true_mental_reward(batch: StepBatch) -> torch.Tensor:
+    """The simulator's realised reward of a click, 0 for a skip (upper bound)."""
+    return torch.where(batch.responses > 0, torch.nan_to_num(batch.true_reward), 0.0)
+
+
+class ReinforceRecommender(nn.Module):
+    """history [B, L] (right-padded item_idx) -> logits over items [B, n_items + 1]."""
+
+    def __init__(self, n_items: int, embedding_dim: int):
+        super().__init__()
+        self.n_items = n_items
+        self.item_embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
+        self.output_embedding = nn.Embedding(n_items + 1, embedding_dim)
+        self.item_bias = nn.Parameter(torch.zeros(n_items + 1))
+        self.empty_history = nn.Parameter(torch.zeros(embedding_dim))
+        nn.init.normal_(self.item_embedding.weight, std=0.1)
+        nn.init.normal_(self.output_embedding.weight, std=0.1)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def encode(self, history: torch.Tensor) -> torch.Tensor:
+        """[B, L] -> [B, D]: mean item embedding plus a learned offset."""
+        counts = (history > 0).sum(dim=1, keepdim=True).clamp(min=1)
+        return self.item_embedding(history).sum(dim=1) / counts + self.empty_history
+
+    def score_all(self, history: torch.Tensor) -> torch.Tensor:
+        logits = self.encode(history) @ self.output_embedding.weight.T + self.item_bias
+        logits = logits.clone()
+        logits[:, 0] = -torch.inf
+        return logits
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_reinforce(
+    world: World,
+    sim_config: SimulatorConfig,
+    config: ReinforceConfig,
+    online_config: OnlineConfig,
+    kappa: float,
+    mental_reward: MentalReward | None = None,
+    seed: int | None = None,
+) -> tuple[ReinforceRecommender, list[float]]:
+    """Train on the users outside the online cohort; returns the model (on
+    CPU, eval mode) and the mean episode return per iteration."""
+    if kappa != 0 and mental_reward is None:
+        raise ValueError("kappa != 0 needs a mental_reward callable")
+    seed = config.seed if seed is None else seed
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 4])
+    device = _device()
+    first_train_user = cohort_size(world, online_config)
+    train_users = np.arange(first_train_user, world.n_users)
+    if len(train_users) == 0:
+        raise ValueError("no training users: the online cohort holds every user of the world")
+    # Warm-up histories for the training users (same protocol as the cohort).
+    warm_config = online_config.model_copy(
+        update={"n_users": None, "seed": online_config.seed + 1000 + seed}
+    )
+    cohort = warm_up(world, sim_config, warm_config)
+    identity = ItemIndexMap.identity(world.n_items)
+
+    model = ReinforceRecommender(world.n_items, config.embedding_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    returns_log: list[float] = []
+    steps = config.episode_length
+    for _ in range(config.iterations):
+        users = rng.choice(
+            train_users, size=min(config.users_per_iteration, len(train_users)), replace=False
+        )
+        batch = len(users)
+        state = UserState(interest=cohort.state.interest.copy())
+        start = history_tensor(cohort.histories, users, identity, config.max_history)
+        history = torch.cat([start, torch.zeros(batch, steps, dtype=torch.long)], dim=1)
+        lengths = (start > 0).sum(dim=1)
+        blocked = torch.zeros(batch, world.n_items + 1, dtype=torch.bool)
+        blocked[:, 0] = True
+        for row, user in enumerate(users):
+            blocked[
+                row, torch.as_tensor(np.flatnonzero(cohort.clicked[user]) + 1, dtype=torch.long)
+            ] = True
+        alive = torch.ones(batch, dtype=torch.bool)
+        log_probs, entropies, rewards, alive_mask = [], [], [], []
+        for _step in range(steps):
+            logits = model.score_all(history.clone().to(device))
+            logits = logits.masked_fill(blocked.clone().to(device), -torch.inf)
+            log_policy = torch.log_softmax(logits, dim=1)
+            # Gumbel-max sampling (torch.multinomial is far slower on CPU).
+            gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp(min=1e-12)))
+            action = (logits.detach() + gumbel).argmax(dim=1)  # [B] item_idx
+            draws = Draws.sample(rng, world.n_users, 1)
+            items = action.cpu().numpy() - 1
+            response = respond(world, sim_config, state, users, items[:, None], draws)
+            click = torch.as_tensor(response.click[:, 0])
+            if config.env_reward == "click":
+                env = click.float()
+            else:
+                env = torch.as_tensor(
+                    np.nan_to_num(response.watch_ratio[:, 0]), dtype=torch.float32
+                )
+            reward = env
+            if kappa != 0:
+                step_batch = StepBatch(
+                    history=history.clone(),
+                    items=action.cpu(),
+                    responses=click.long(),
+                    true_reward=torch.as_tensor(response.reward[:, 0], dtype=torch.float32),
+                )
+                reward = env + kappa * mental_reward(step_batch).float().cpu()
+            log_probs.append(log_policy.gather(1, action[:, None])[:, 0])
+            probs = log_policy.exp()
+            entropies.append(-(probs * torch.nan_to_num(log_policy, neginf=0.0)).sum(dim=1))
+            rewards.append(reward * alive)
+            alive_mask.append(alive.clone())
+            rows = torch.nonzero(click & alive).flatten()
+            history[rows, lengths[rows].clamp(max=history.shape[1] - 1)] = action.cpu()[rows]
+            lengths[rows] += 1
+            blocked[rows, action.cpu()[rows]] = True
+            alive &= ~torch.as_tensor(response.leave)
+            if not alive.any():
+                break
+        rewards_t = torch.stack(rewards, dim=1)  # [B, T]
+        returns = torch.zeros_like(rewards_t)
+        running = torch.zeros(batch)
+        for t in reversed(range(rewards_t.shape[1])):
+            running = rewards_t[:, t] + config.discount * running
+            returns[:, t] = running
+        mask = torch.stack(alive_mask, dim=1).float()
+        baseline = (returns * mask).sum(dim=0) / mask.sum(dim=0).clamp(min=1)
+        advantage = ((returns - baseline) * mask).to(device)
+        log_prob = torch.stack(log_probs, dim=1)
+        entropy = (torch.stack(entropies, dim=1) * mask.to(device)).sum() / mask.sum()
+        loss = -(log_prob * advantage).sum() / mask.sum() - config.entropy_weight * entropy
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        returns_log.append(float(rewards_t.sum(dim=1).mean()))
+    return model.cpu().eval(), returns_log
+
+
+def rl_experiment(
+    sim_config: SimulatorConfig,
+    config: ReinforceConfig,
+    online_config: OnlineConfig,
+    seeds: list[int],
+    mental_reward: MentalReward | None = None,
+    out_path: str | Path | None = None,
+) -> dict:
+    """r_env alone vs r_env + kappa * r_mental, per seed, evaluated online on
+    the same cohort; reports each metric's mean and std over seeds and the
+    paired per-seed comparisons. `mental_reward` defaults to the ground truth
+    (upper bound)."""
+    mental_reward = mental_reward or true_mental_reward
+    world = make_world(sim_config)
+    per_seed = []
+    for seed in seeds:
+        variants = {}
+        for name, kappa in (("env", 0.0), ("env+mental", config.kappa)):
+            model, _ = train_reinforce(
+                world, sim_config, config, online_config, kappa, mental_reward, seed
+            )
+            with torch.no_grad():
+                variants[name] = run_online(
+                    _NoGrad(model), world, sim_config, online_config, name=name
+                )
+        per_seed.append(
+            {
+                "seed": seed,
+                "env": summarize(variants["env"], online_config),
+                "env+mental": summarize(variants["env+mental"], online_config),
+                "versus": compare(variants["env"], variants["env+mental"], online_config),
+            }
+        )
+    report: dict = {
+        "kappa": config.kappa,
+        "env_reward": config.env_reward,
+        "seeds": seeds,
+        "per_seed": per_seed,
+    }
+    for name in ("env", "env+mental"):
+        report[name] = {
+            metric: {
+                "mean": float(np.mean([s[name][metric]["mean"] for s in per_seed])),
+                "std": float(np.std([s[name][metric]["mean"] for s in per_seed], ddof=1))
+                if len(seeds) > 1
+                else 0.0,
+            }
+            for metric in per_seed[0][name]
+        }
+    if out_path is not None:
+        path = Path(out_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+class _NoGrad:
+    def __init__(self, model: ReinforceRecommender):
+        self.model = model
+
+    @torch.no_grad()
+    def score_all(self, history: torch.Tensor) -> torch.Tensor:
+        return self.model.score_all(history)
