@@ -73,5 +73,49 @@ def split(params: Path = PARAMS) -> None:
     typer.echo(f"split: {json.dumps(meta['rows'])} -> {p.paths.processed}")
 
 
+@app.command("train-recommender")
+def train_recommender_command(
+    backbone: str = typer.Option(..., help="sasrec | gru4rec | din"),
+    guidance: str = typer.Option("none", help="training loss: none | mtrec | ... (registry)"),
+    seed: list[int] = typer.Option(None, help="seed(s) to train; default recommender.seeds"),
+    params: Path = PARAMS,
+) -> None:
+    """Train one candidate <backbone>-<guidance> for each seed into models/<name>/."""
+    from mtrec.config import RecommenderConfig
+    from mtrec.training.recommender import candidate_name, train_recommender
+
+    _setup_logging()
+    p = load_params(params)
+    config = RecommenderConfig.model_validate(p.section("recommender"))
+    name = candidate_name(backbone, guidance)
+    summary = train_recommender(
+        config, backbone, guidance, p.paths.processed, p.paths.models / name, seeds=seed or None
+    )
+    for run_seed, result in summary["seeds"].items():
+        valid = result["valid"].get(config.train.monitor)
+        typer.echo(
+            f"{name} seed {run_seed}: best epoch {result['best_epoch']}, "
+            f"valid {config.train.monitor} {valid}, {result['seconds_per_epoch']:.1f} s/epoch"
+        )
+
+
+@app.command("evaluate")
+def evaluate_command(params: Path = PARAMS) -> None:
+    """Score every trained candidate on the test split -> reports/metrics.json."""
+    from mtrec.config import EvaluateConfig
+    from mtrec.evaluation.evaluate import evaluate_candidates
+
+    _setup_logging()
+    p = load_params(params)
+    config = EvaluateConfig.model_validate(p.section("evaluate"))
+    report = evaluate_candidates(config, p.paths.processed, p.paths.models, p.paths.reports)
+    for name, entry in report["candidates"].items():
+        mean, std = entry["mean"], entry["std"]
+        typer.echo(
+            f"{name}: NDCG@10 {mean['NDCG@10']:.4f} ± {std['NDCG@10'] or 0:.4f}, "
+            f"AUC {mean['AUC']:.4f}, NDCG_p@10 {mean['NDCG_p@10']}"
+        )
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
