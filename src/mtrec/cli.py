@@ -117,5 +117,47 @@ def evaluate_command(params: Path = PARAMS) -> None:
         )
 
 
+@app.command()
+def gate(params: Path = PARAMS) -> None:
+    """Track candidates in MLflow, apply the offline-metric gate, set registry aliases."""
+    from mtrec.config import GateConfig, TrackingConfig
+    from mtrec.lifecycle.steps import run_gate
+
+    _setup_logging()
+    p = load_params(params)
+    reward_dir = p.paths.models / "reward"
+    decision = run_gate(
+        p.paths.reports / "metrics.json",
+        p.paths.reports / "gate.json",
+        GateConfig.model_validate(p.section("gate")),
+        TrackingConfig.model_validate(p.section("tracking")),
+        Path.cwd(),
+        p.paths.processed,
+        reward_dir if reward_dir.exists() else None,
+        Path("dvc.lock"),
+    )
+    typer.echo(f"gate: {decision['action']}: {decision['reason']}")
+
+
+@app.command()
+def package(params: Path = PARAMS) -> None:
+    """Import the registry's champion as a Bento model and build the Bento."""
+    from mtrec.config import PackageConfig, TrackingConfig
+    from mtrec.lifecycle.package import package_champion
+
+    _setup_logging()
+    p = load_params(params)
+    try:
+        summary = package_champion(
+            TrackingConfig.model_validate(p.section("tracking")),
+            PackageConfig.model_validate(p.section("package")),
+            Path.cwd(),
+            p.paths.reports / "package.json",
+        )
+    except LookupError as exc:
+        _fail(f"package failed: {exc}")
+    typer.echo(f"package: built {summary['bento']} from {summary['candidate']}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

@@ -57,6 +57,15 @@ def test_data_version_prefers_dvc_lock_and_falls_back_to_content(tmp_path):
         f"{processed.as_posix()}\n      md5: 0123abcd.dir\n"
     )
     assert tracking.data_version(processed, lock) == "dvc:0123abcd.dir"
+    # The folder's files as separate outs (this project's dvc.yaml): one combined hash.
+    per_file = "schema: '2.0'\nstages:\n  split:\n    outs:\n"
+    for name, md5 in (("train.parquet", "aa"), ("test.parquet", "bb")):
+        per_file += f"    - path: {processed.as_posix()}/{name}\n      md5: {md5}\n"
+    lock.write_text(per_file)
+    combined = tracking.data_version(processed, lock)
+    assert combined.startswith("dvc-files:")
+    lock.write_text(per_file.replace("md5: bb", "md5: bc"))
+    assert tracking.data_version(processed, lock) != combined
 
 
 def test_metric_keys_are_mlflow_safe():

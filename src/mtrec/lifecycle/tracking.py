@@ -96,10 +96,18 @@ def data_version(processed_dir: Path, dvc_lock: Path | None = None) -> str:
 
         lock = yaml.safe_load(Path(dvc_lock).read_text()) or {}
         wanted = processed_dir.as_posix().rstrip("/")
+        inside: list[tuple[str, str]] = []
         for stage in (lock.get("stages") or {}).values():
             for out in stage.get("outs") or []:
-                if str(out.get("path", "")).rstrip("/") == wanted and out.get("md5"):
+                path = str(out.get("path", "")).rstrip("/")
+                if path == wanted and out.get("md5"):
                     return f"dvc:{out['md5']}"
+                if path.startswith(wanted + "/") and out.get("md5"):
+                    inside.append((path, str(out["md5"])))
+        if inside:
+            # The folder's files are separate outs: one hash over their DVC hashes.
+            combined = hashlib.sha256(json.dumps(sorted(inside)).encode()).hexdigest()
+            return f"dvc-files:{combined}"
     if not processed_dir.exists():
         return "unknown"
     return f"sha256:{hash_folder(processed_dir)}"
@@ -162,9 +170,11 @@ def flatten_params(nested: Mapping[str, Any], prefix: str = "") -> dict[str, str
 
 
 def read_history(model_dir: Path) -> list[dict[str, float]]:
-    """Per-epoch rows a trainer wrote beside its model (history.csv or .json)."""
-    for name in HISTORY_FILES:
-        file = Path(model_dir) / name
+    """Per-epoch rows a trainer wrote beside its model: history.csv/.json in the
+    model folder, or metrics.csv one level up (the training loop's `best/`)."""
+    candidates = [Path(model_dir) / name for name in HISTORY_FILES]
+    candidates.append(Path(model_dir).parent / "metrics.csv")
+    for file in candidates:
         if file.exists():
             if file.suffix == ".csv":
                 return pd.read_csv(file).to_dict("records")
@@ -252,8 +262,8 @@ def log_candidate(
         if representative is not None and (model_dirs[representative] / "config.json").exists():
             description = json.loads((model_dirs[representative] / "config.json").read_text())
             mlflow.log_params(flatten_params(description.get("model_config", {}), "model."))
-            train_params = (description.get("metadata") or {}).get("training") or {}
-            mlflow.log_params(flatten_params(train_params, "train."))
+            metadata = description.get("metadata") or {}
+            mlflow.log_params(flatten_params(metadata, "meta."))
         mlflow.log_metrics(loggable_metrics(candidate.get("mean") or {}))
         mlflow.log_metrics(loggable_metrics(candidate.get("std") or {}, suffix=".std"))
         mlflow.log_dict(dict(candidate), "candidate_metrics.json")
@@ -265,8 +275,9 @@ def log_candidate(
                 seed_dir = model_dirs.get(seed)
                 if seed_dir is not None and seed_dir.exists():
                     log_history(read_history(seed_dir))
-                    for extra in sorted(seed_dir.glob("*.csv")) + sorted(seed_dir.glob("*.png")):
-                        mlflow.log_artifact(str(extra), artifact_path="curves")
+                    for folder in (seed_dir, seed_dir.parent):
+                        for extra in sorted(folder.glob("*.csv")) + sorted(folder.glob("*.png")):
+                            mlflow.log_artifact(str(extra), artifact_path="curves")
                     if log_all_seeds and seed != representative:
                         log_recommender(seed_dir, reward_dir, artifact_name="model")
 
