@@ -158,3 +158,32 @@ def generate_log(config: SimulatorConfig) -> SimulatedLog:
         }
     )
     return SimulatedLog(frame=frame, world=world)
+
+
+def log_statistics(frame: pd.DataFrame, min_item_exposures: int = 10) -> dict[str, float]:
+    """Summary of a simulated log: size, CTR, share of disappointing clicks and
+    whether an item's CTR says anything about its mean true reward (Spearman
+    over items with at least `min_item_exposures` exposures)."""
+    from scipy.stats import spearmanr
+
+    clicks = frame[frame["response"] == 1]
+    per_item = frame.groupby("item_id").agg(
+        exposures=("response", "size"), ctr=("response", "mean"), reward=("true_reward", "mean")
+    )
+    per_item = per_item[per_item["exposures"] >= min_item_exposures].dropna()
+    per_user_clicks = clicks.groupby("user_id").size()
+    return {
+        "rows": int(len(frame)),
+        "users": int(frame["user_id"].nunique()),
+        "items": int(frame["item_id"].nunique()),
+        "clicks": int(len(clicks)),
+        "ctr": float(frame["response"].mean()),
+        "negative_reward_click_share": float((clicks["true_reward"] < 0).mean()),
+        "mean_true_reward_per_click": float(clicks["true_reward"].mean()),
+        "clicks_per_user_median": float(per_user_clicks.median()),
+        "users_with_3_clicks_or_more": int((per_user_clicks >= 3).sum()),
+        "spearman_item_ctr_vs_mean_true_reward": float(
+            spearmanr(per_item["ctr"], per_item["reward"]).statistic
+        ),
+        "items_in_spearman": int(len(per_item)),
+    }
