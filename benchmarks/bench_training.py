@@ -106,9 +106,11 @@ def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> d
             ),
         )
         epoch_ends: list[float] = []
+        cpu_epoch_ends: list[float] = []
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             epoch_ends.append(time.perf_counter())
+            cpu_epoch_ends.append(time.process_time())
             print(
                 f"[mtrec {model_name}] epoch {epoch}: train {record['train_seconds']:.1f}s "
                 f"loss {record['train_loss']:.4f} valid NDCG@10 {record['valid_NDCG@10']:.4f}",
@@ -116,7 +118,7 @@ def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> d
                 flush=True,
             )
 
-        fit_started = time.perf_counter()
+        fit_started, cpu_fit_started = time.perf_counter(), time.process_time()
         summary = train_recommender(
             config, backbone, "none", processed, work_dir / "models", callbacks=[on_epoch]
         )
@@ -130,6 +132,9 @@ def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> d
         valid = split_metrics(model, data, "valid", evaluate_config)
         train_seconds = [float(r["train_seconds"]) for r in history]
         wall = np.diff([fit_started, *epoch_ends]).tolist()
+        # Process CPU time of training + validation + checkpointing per epoch
+        # (less sensitive to other jobs on a shared machine than wall time).
+        cpu_epoch = np.diff([cpu_fit_started, *cpu_epoch_ends])
         return {
             "side": "mtrec",
             "model": model_name,
@@ -148,6 +153,7 @@ def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> d
             "train_seconds": train_seconds,
             # Validation, checkpoint and best-model writing per epoch.
             "other_seconds_per_epoch": [w - t for w, t in zip(wall, train_seconds, strict=False)],
+            "cpu_seconds_per_epoch_incl_validation": float(np.mean(cpu_epoch)),
             "setup_seconds": data_seconds,
             "train_losses": [float(r["train_loss"]) for r in history],
             "valid_ndcg_at_10_by_epoch": [float(r["valid_NDCG@10"]) for r in history],
@@ -184,6 +190,8 @@ def _machine_info(threads: int, device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch_version": torch.__version__,
         "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # Other jobs on a shared machine slow both sides: keep the load beside the timing.
+        "load_average_1_5_15": list(os.getloadavg()),
     }
 
 
@@ -199,6 +207,8 @@ def compare_sides(recbole: dict[str, Any], mtrec: dict[str, Any]) -> dict[str, A
     converged = bool(recbole["stopped_early"] and mtrec["stopped_early"])
     seconds = {"recbole": recbole["seconds_per_epoch"], "mtrec": mtrec["seconds_per_epoch"]}
     rss = {"recbole": recbole["peak_rss_mib"], "mtrec": mtrec["peak_rss_mib"]}
+    cpu_key = "cpu_seconds_per_epoch_incl_validation"
+    cpu = {"recbole": recbole.get(cpu_key), "mtrec": mtrec.get(cpu_key)}
     quality_keys = ("test_ndcg_at_10", "test_recall_at_10", "valid_ndcg_at_10")
     return {
         "model": recbole["model"],
@@ -207,6 +217,8 @@ def compare_sides(recbole: dict[str, Any], mtrec: dict[str, Any]) -> dict[str, A
         "epochs_run": {"recbole": recbole["epochs_run"], "mtrec": mtrec["epochs_run"]},
         "seconds_per_epoch": seconds,
         "speedup_recbole_over_mtrec": _ratio(seconds["recbole"], seconds["mtrec"]),
+        "cpu_seconds_per_epoch_incl_validation": cpu,
+        "cpu_ratio_recbole_over_mtrec": _ratio(cpu["recbole"], cpu["mtrec"]),
         "peak_rss_mib": rss,
         "peak_rss_ratio_recbole_over_mtrec": _ratio(rss["recbole"], rss["mtrec"]),
         "converged": converged,
@@ -219,8 +231,10 @@ def compare_sides(recbole: dict[str, Any], mtrec: dict[str, Any]) -> dict[str, A
     }
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator) / float(denominator) if denominator else float("nan")
+def _ratio(numerator: float | None, denominator: float | None) -> float:
+    if numerator is None or not denominator:
+        return float("nan")
+    return float(numerator) / float(denominator)
 
 
 def _run_side(command: list[str], out: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -57,3 +57,11 @@ def test_sides_must_match_model_and_threads(bench):
         bench.compare_sides(side(), side(model="GRU4Rec"))
     with pytest.raises(ValueError):
         bench.compare_sides(side(), side(torch_threads=2))
+
+
+def test_cpu_ratio_when_both_sides_report_cpu_time(bench):
+    key = "cpu_seconds_per_epoch_incl_validation"
+    row = bench.compare_sides(side(**{key: 90.0}), side(**{key: 30.0}))
+    assert row["cpu_ratio_recbole_over_mtrec"] == pytest.approx(3.0)
+    missing = bench.compare_sides(side(), side(**{key: 30.0}))
+    assert missing["cpu_ratio_recbole_over_mtrec"] != missing["cpu_ratio_recbole_over_mtrec"]
