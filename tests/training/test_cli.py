@@ -1,0 +1,46 @@
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from mtrec.cli import app
+
+
+def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir, tmp_path):
+    params = {
+        "paths": {
+            "processed": str(toy_processed_dir),
+            "models": str(tmp_path / "models"),
+            "reports": str(tmp_path / "reports"),
+        },
+        "recommender": {
+            "seeds": [3],
+            "gru4rec": {"max_history": 5, "dim": 8, "hidden_dim": 8},
+            "train": {"max_epochs": 2, "batch_size": 8, "progress": False, "device": "cpu"},
+        },
+        "evaluate": {"ks": [5, 10], "device": "cpu"},
+    }
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    runner = CliRunner()
+    trained = runner.invoke(
+        app, ["train-recommender", "--backbone", "gru4rec", "--params", str(params_file)]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "gru4rec-none seed 3" in trained.output
+    assert (tmp_path / "models" / "gru4rec-none" / "seed_3" / "best" / "weights.pt").exists()
+    evaluated = runner.invoke(app, ["evaluate", "--params", str(params_file)])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    metrics = report["candidates"]["gru4rec-none"]["seeds"]["3"]
+    assert "NDCG@10" in metrics and "NDCG@20" not in metrics
+
+
+def test_unknown_recommender_keys_are_rejected(toy_processed_dir, tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"recommender": {"trian": {"max_epochs": 1}}}))
+    result = CliRunner().invoke(
+        app, ["train-recommender", "--backbone", "sasrec", "--params", str(params_file)]
+    )
+    assert result.exit_code != 0
+    assert "trian" in str(result.exception)
