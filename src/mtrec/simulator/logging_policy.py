@@ -27,6 +27,8 @@ from mtrec.simulator.world import Draws, UserState, World, make_world, respond
 SECONDS_PER_STEP = 60
 SECONDS_PER_SESSION = 86_400
 START_TIME = 1_600_000_000
+# Largest n_users * n_items whose preference CDF is cached (float32: 4 bytes each).
+CDF_CACHE_LIMIT = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class LoggingPolicy:
     weights: np.ndarray  # [3]: popularity, random, preference; sums to 1
     estimated_interest: np.ndarray  # [n_users, n_topics]: the system's noisy view
     temperature: float
+    # [n_users, n_items] float32 cumulative preference distribution, rows ending
+    # at 1; None for worlds too large to cache (computed per draw instead).
+    preference_cdf: np.ndarray | None = None
 
     @classmethod
     def from_config(
@@ -52,11 +57,22 @@ class LoggingPolicy:
         if weights.sum() <= 0:
             raise ValueError("logging policy weights must not all be zero")
         noise = config.logging_preference_noise * rng.standard_normal(world.user_preferences.shape)
+        estimated = world.user_preferences + noise
+        temperature = config.logging_preference_temperature
+        cdf = None
+        if world.n_users * world.n_items <= CDF_CACHE_LIMIT:
+            cdf = np.empty((world.n_users, world.n_items), dtype=np.float32)
+            chunk = max(1, 4_000_000 // world.n_items)
+            for start in range(0, world.n_users, chunk):
+                rows = slice(start, start + chunk)
+                cumulative = _preference_cdf(estimated[rows], world.item_topics, temperature)
+                cdf[rows] = cumulative / cumulative[:, -1:]
         return cls(
             world=world,
             weights=weights / weights.sum(),
-            estimated_interest=world.user_preferences + noise,
-            temperature=config.logging_preference_temperature,
+            estimated_interest=estimated,
+            temperature=temperature,
+            preference_cdf=cdf,
         )
 
     def sample(
@@ -92,14 +108,23 @@ class LoggingPolicy:
         chunk = max(1, 4_000_000 // n_items)
         for start in range(0, len(preferred), chunk):
             rows = preferred[start : start + chunk]
-            logits = (
-                self.estimated_interest[users[rows]] @ self.world.item_topics.T / self.temperature
-            )
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            cdf = np.cumsum(probs, axis=1)
+            if self.preference_cdf is not None:
+                cdf = self.preference_cdf[users[rows]]
+            else:
+                cdf = _preference_cdf(
+                    self.estimated_interest[users[rows]], self.world.item_topics, self.temperature
+                )
             threshold = rng.random(len(rows)) * cdf[:, -1]
             items[rows] = np.minimum((cdf < threshold[:, None]).sum(axis=1), n_items - 1)
         return items
+
+
+def _preference_cdf(
+    interest: np.ndarray, item_topics: np.ndarray, temperature: float
+) -> np.ndarray:
+    """Unnormalised cumulative softmax(interest . topics / temperature) [B, n_items]."""
+    logits = interest @ item_topics.T / temperature
+    return np.cumsum(np.exp(logits - logits.max(axis=1, keepdims=True)), axis=1)
 
 
 @dataclass(frozen=True)
