@@ -13,6 +13,8 @@ from mtrec.config import DINConfig
 from mtrec.models.base import ExposureOutputs, history_lengths, joint_features, last_items
 from mtrec.models.items import ItemTower
 
+ATTENTION_BUDGET = 2**24
+
 
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -111,8 +113,11 @@ class DINRecommender(nn.Module):
         history = last_items(history, self.max_history)
         out = torch.empty(batch, self.n_items + 1, device=history.device)
         out[:, 0] = float("-inf")
-        for start in range(1, self.n_items + 1, self.score_chunk):
-            stop = min(start + self.score_chunk, self.n_items + 1)
-            chunk = torch.arange(start, stop, device=history.device).expand(batch, -1)
-            out[:, start:stop] = self.score_items(history, chunk)
+        # Attention activations are [B, chunk, L+1, A]: keep them near 2**24 floats.
+        per_item = max(1, batch * (history.shape[1] + 1) * self.config.attention_hidden)
+        size = max(1, min(self.score_chunk, ATTENTION_BUDGET // per_item))
+        for start in range(1, self.n_items + 1, size):
+            stop = min(start + size, self.n_items + 1)
+            items = torch.arange(start, stop, device=history.device).expand(batch, -1)
+            out[:, start:stop] = self.score_items(history, items)
         return out
