@@ -67,3 +67,36 @@ def test_rl_experiment_reports_both_variants_over_seeds(tmp_path):
     assert set(report["env"]) == set(report["env+mental"])
     assert report["env"]["ctr"]["std"] >= 0
     assert len(report["per_seed"]) == 2
+
+
+def test_learned_q_network_as_mental_reward():
+    from mtrec.config import SASRecConfig
+    from mtrec.reward.qnetwork import RewardQNetwork
+    from mtrec.simulator.policies import ItemIndexMap
+    from mtrec.simulator.rl import QNetworkMentalReward
+
+    torch.manual_seed(0)
+    world = make_world(SIM)
+    # The network knows the first 50 of the 60 simulator items.
+    backbone = SASRecConfig(dim=8, n_layers=1, n_heads=1, ffn_dim=16, max_history=4)
+    network = RewardQNetwork(backbone, n_items=50, n_quantiles=3, head_hidden=8)
+    reward = QNetworkMentalReward(
+        network, ItemIndexMap.from_item_ids(world, list(world.item_ids[:50]))
+    )
+    batch = StepBatch(
+        history=torch.tensor(
+            [[1, 2, 3, 4, 5, 6, 0], [55, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0]]
+        ),
+        items=torch.tensor([7, 8, 58]),
+        responses=torch.tensor([1, 0, 1]),
+        true_reward=torch.full((3,), float("nan")),
+    )
+    values = reward(batch)
+    assert values.shape == (3,)
+    assert values[0] != 0  # a click on a known item
+    assert values[1] == 0 and values[2] == 0  # a skip; an item the network does not know
+
+    model, _ = train_reinforce(
+        world, SIM, RL.model_copy(update={"iterations": 2}), ONLINE, kappa=0.2, mental_reward=reward
+    )
+    assert isinstance(model, ReinforceRecommender)

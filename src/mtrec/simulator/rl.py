@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from mtrec.config import OnlineConfig, ReinforceConfig, SimulatorConfig
+from mtrec.models import last_items
 from mtrec.simulator.online import (
     cohort_size,
     compare,
@@ -55,6 +56,45 @@ MentalReward = Callable[[StepBatch], torch.Tensor]
 def true_mental_reward(batch: StepBatch) -> torch.Tensor:
     """The simulator's realised reward of a click, 0 for a skip (upper bound)."""
     return torch.where(batch.responses > 0, torch.nan_to_num(batch.true_reward), 0.0)
+
+
+class QNetworkMentalReward:
+    """A learned mental reward (the reward engineer's Q-network) as r_mental.
+
+    The network maps (positives [B, L], items [B, M], state_index [B, M]) to
+    reward quantiles [B, M, 2, N]. For a click the reward is the advantage
+    Q(s, 1) - Q(s, 0) (mean over quantiles); a skip gets 0, the same
+    convention as `true_mental_reward`, so the two are interchangeable.
+    `item_map` maps simulator items onto the network's item_idx (the
+    processed items table it was trained on); unknown items get 0 reward.
+    """
+
+    def __init__(self, network: nn.Module, item_map: ItemIndexMap):
+        self.network = network.eval()
+        self.item_map = item_map
+        self.max_history = int(network.max_history)
+        self.device = next(network.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        to_network = torch.as_tensor(
+            np.concatenate([[0], self.item_map.to_policy]), dtype=torch.long
+        )
+        history = to_network[batch.history]  # simulator item_idx -> network item_idx (0 = unknown)
+        # Unknown items leave holes; move the known ones to the front (right padding).
+        order = torch.sort((history == 0).long(), dim=1, stable=True).indices
+        history = last_items(torch.gather(history, 1, order), self.max_history)
+        lengths = (history > 0).sum(dim=1)
+        items = to_network[batch.items]
+        quantiles = self.network(
+            history.to(self.device),
+            items[:, None].to(self.device),
+            lengths[:, None].to(self.device),
+        )[:, 0]  # [B, 2, N]
+        q = quantiles.mean(dim=-1).float().cpu()
+        reward = q[:, 1] - q[:, 0]
+        known = items > 0
+        return torch.where((batch.responses > 0) & known, reward, torch.zeros_like(reward))
 
 
 class ReinforceRecommender(nn.Module):
