@@ -159,5 +159,41 @@ def package(params: Path = PARAMS) -> None:
     typer.echo(f"package: built {summary['bento']} from {summary['candidate']}")
 
 
+@app.command("simulate-online")
+def simulate_online_command(
+    params: Path = PARAMS,
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="NAME=MODEL_DIR of a trained recommender (repeatable)"
+    ),
+    baseline: str = typer.Option("popularity", help="the policy the others are compared with"),
+) -> None:
+    """Online A/B in the simulator (data.simulator, section `online`) -> reports/online.json."""
+    from mtrec.config import OnlineConfig, SimulatorConfig
+    from mtrec.simulator.steps import online_evaluation
+
+    _setup_logging()
+    p = load_params(params)
+    model_dirs = {}
+    for entry in model:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            _fail(f"--model expects NAME=MODEL_DIR, got {entry!r}")
+        model_dirs[name] = Path(path)
+    report = online_evaluation(
+        p.data.simulator or SimulatorConfig(),
+        OnlineConfig.model_validate(p.section("online")),
+        model_dirs,
+        p.paths.reports / "online.json",
+        baseline,
+    )
+    for name, summary in report["policies"].items():
+        typer.echo(
+            f"{name}: viewing time {summary['viewing_time']['mean']:.2f}, "
+            f"reward/shown {summary['reward_per_shown']['mean']:.3f}, "
+            f"CTR {summary['ctr']['mean']:.3f}, "
+            f"responsiveness {report['responsiveness'][name]['responsiveness']:.3f}"
+        )
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
