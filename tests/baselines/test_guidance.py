@@ -105,3 +105,21 @@ def test_pnfrec_refuses_a_loop_that_leaves_its_encoder_frozen():
     both = torch.optim.Adam([*context.model.parameters(), *loss_fn.extra_parameters()], lr=1e-2)
     for _ in range(3):
         _step(loss_fn, context.model, both)
+
+
+def test_flat_options_from_params_reach_the_loss():
+    from mtrec.config import RecommenderConfig
+
+    options = RecommenderConfig(
+        guidance_options={"ntr": {"dislike_threshold": 4.0, "probability": "sigmoid"}}
+    ).guidance_options["ntr"]
+    context = _context()
+    loss_fn = make_loss("ntr", options, context)
+    batch = _batch()
+    outputs = context.model(batch.positives, batch.items, batch.state_index)
+    # Threshold 4: the rating-4 click (row 0, slot 3) is disliked too.
+    relabelled = batch.response.clone()
+    relabelled[0, 2] = relabelled[1, 1] = relabelled[0, 3] = 0.0
+    real = batch.mask
+    expected = F.binary_cross_entropy_with_logits(outputs.logits[real], relabelled[real])
+    assert loss_fn(batch, outputs).item() == pytest.approx(expected.item(), rel=1e-5)

@@ -1,10 +1,12 @@
 """Typed configs of the comparison rows (METHOD.md section 5).
 
-They live beside the baselines rather than in `mtrec.config` so that this
-area can land without touching the shared file; `mtrec.config` may re-export
-them. Each one says whether the baseline trains on a satisfaction signal
-(`trains_on_satisfaction`), so the comparison table can say so: MTRec itself
-never does.
+Each validates the options of one guidance (params.yaml
+`recommender.guidance_options.<name>`); unknown keys are rejected. They live
+beside the baselines rather than in `mtrec.config` so that this area could
+land without touching the shared file. Options are flat (guidance_options
+values are scalars). Each config says whether the baseline trains on a
+satisfaction signal (`trains_on_satisfaction`), so the comparison table can
+say so: MTRec itself never does.
 """
 
 from __future__ import annotations
@@ -18,22 +20,23 @@ from mtrec.config import StrictModel
 SatisfactionSignal = Literal["rating", "watch_ratio", "true_reward"]
 
 
-class NegativeFeedbackConfig(StrictModel):
+class NegativeFeedbackOptions(StrictModel):
     """Which exposures count as negative feedback for the baselines that use it.
 
-    A positive (response 1) whose satisfaction signal is at most `threshold` is
-    a disliked item (ML-100k: rating <= 2). Positives whose signal is unknown
-    (NaN) are not negative feedback. `include_skips` also counts every
-    response-0 exposure (sensible with logged negatives, e.g. KuaiRand; with
-    sampled negatives, as on ML-100k, they are random items, not feedback).
+    A positive (response 1) whose satisfaction `signal` is at most
+    `dislike_threshold` is a disliked item (ML-100k: rating <= 2). Positives
+    whose signal is unknown (NaN) are not negative feedback. `include_skips`
+    also counts every response-0 exposure (sensible with logged negatives,
+    e.g. KuaiRand; with sampled negatives, as on ML-100k, they are random
+    items, not feedback).
     """
 
     signal: SatisfactionSignal = "rating"
-    threshold: float = 2.0
+    dislike_threshold: float = 2.0
     include_skips: bool = False
 
 
-class NotToRecommendConfig(StrictModel):
+class NotToRecommendConfig(NegativeFeedbackOptions):
     """Not-to-recommend loss (Wang et al., RecSys 2023, arXiv 2308.12256).
 
     TRAINS ON THE SATISFACTION SIGNAL (as in the paper): exposures with negative
@@ -48,7 +51,6 @@ class NotToRecommendConfig(StrictModel):
 
     trains_on_satisfaction: ClassVar[bool] = True
 
-    negative_feedback: NegativeFeedbackConfig = NegativeFeedbackConfig()
     probability: Literal["sigmoid", "softmax"] = "softmax"
     weight: float = Field(1.0, ge=0.0)
     keep_positive_label: bool = False
@@ -83,7 +85,7 @@ class ReweightedLossConfig(StrictModel):
     reweight_negatives: bool = False
 
 
-class PNFRecConfig(StrictModel):
+class PNFRecConfig(NegativeFeedbackOptions):
     """PNFRec (Ivanova, Frolov, Vasilev, RecSys 2025).
 
     TRAINS ON THE SATISFACTION SIGNAL (as in the paper): the negative sequence
@@ -100,18 +102,8 @@ class PNFRecConfig(StrictModel):
 
     trains_on_satisfaction: ClassVar[bool] = True
 
-    negative_feedback: NegativeFeedbackConfig = NegativeFeedbackConfig()
     negative_weight: float = Field(0.45, ge=0.0)
     contrast_weight: float = Field(0.25, ge=0.0)
     exposure_bce_weight: float = Field(1.0, ge=0.0)
     # Longest negative sequence the negative encoder sees (the last ones kept).
     max_negative_history: int = Field(50, ge=1)
-
-
-class BaselinesConfig(StrictModel):
-    """The `baselines:` section of params.yaml: one block per comparison row."""
-
-    ntr: NotToRecommendConfig = NotToRecommendConfig()
-    tce: TruncatedLossConfig = TruncatedLossConfig()
-    rce: ReweightedLossConfig = ReweightedLossConfig()
-    pnfrec: PNFRecConfig = PNFRecConfig()

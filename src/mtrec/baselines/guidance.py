@@ -73,15 +73,15 @@ class NotToRecommendLoss:
             )
         self.config = config
         self.context = context
-        self.required_columns = (config.negative_feedback.signal,)
+        self.required_columns = (config.signal,)
 
     def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
-        config, feedback = self.config, self.config.negative_feedback
+        config = feedback = self.config
         negative = negative_feedback_mask(
             batch.response,
             batch.extras[feedback.signal],
             batch.mask,
-            feedback.threshold,
+            feedback.dislike_threshold,
             feedback.include_skips,
         )
         if config.probability == "sigmoid":
@@ -156,8 +156,8 @@ class PNFRecLoss(nn.Module):
         super().__init__()
         self.context = context
         self.branch = NegativeBranch(config, context.model)
-        self.required_columns = (config.negative_feedback.signal,)
-        self.signal = config.negative_feedback.signal
+        self.required_columns = (config.signal,)
+        self.signal = config.signal
         self._previous_probe: torch.Tensor | None = None
 
     def extra_parameters(self) -> list[nn.Parameter]:

@@ -109,9 +109,9 @@ class NegativeBranch(nn.Module):
 
         outputs: the recommender's forward over the batch; items/response/
         mask/signal [W, M] (signal: the satisfaction signal, NaN where unknown)."""
-        feedback = self.config.negative_feedback
+        feedback = self.config
         negative = negative_feedback_mask(
-            response, signal, mask, feedback.threshold, feedback.include_skips
+            response, signal, mask, feedback.dislike_threshold, feedback.include_skips
         )
         liked = mask & (response > 0.5) & ~negative
         states = outputs.states  # [W, M, D]
