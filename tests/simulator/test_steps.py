@@ -51,3 +51,25 @@ def test_online_evaluation_step_writes_the_report(tmp_path):
     assert report["versus_baseline"]["quality_oracle"]["reward_per_shown"]["difference"] > 0
     assert saved["responsiveness"]["popularity"]["responsiveness"] == 0.0
     assert ItemIndexMap.identity(3).to_policy.tolist() == [1, 2, 3]
+
+
+def test_simulate_online_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mtrec.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  source: synthetic\n  simulator:\n    n_users: 60\n    n_items: 40\n"
+        "    truth_path: null\n"
+        "online:\n  n_users: 30\n  sessions_per_user: 1\n  max_session_length: 4\n"
+        "  warmup_exposures: 5\n  n_bootstrap: 100\n"
+    )
+    result = CliRunner().invoke(app, ["simulate-online", "--baseline", "random"])
+    assert result.exit_code == 0, result.output
+    assert "quality_oracle: viewing time" in result.output
+    report = json.loads((tmp_path / "reports" / "online.json").read_text())
+    assert report["baseline"] == "random"
+    assert report["config"]["n_users"] == 30
+    bad = CliRunner().invoke(app, ["simulate-online", "--model", "no-equals-sign"])
+    assert bad.exit_code != 0
