@@ -324,13 +324,16 @@ class PackageConfig(StrictModel):
 class RewardConfig(StrictModel):
     """QR-IQL mental reward model (stage `train_reward`) and its read-out (METHOD.md §2)."""
 
-    # The recommender backbone the Q-network shares (sasrec or gru4rec); only the head differs.
+    # Backbone the Q-network shares with the recommender (sasrec, gru4rec, din).
     backbone: ModelConfig = Field(default_factory=SASRecConfig)
     # "qr-iql": N quantiles, quantile-Huber TD term; "iq-learn": the "-IRL" ablation
     # (N must be 1; squared chi^2 TD term).
     objective: Literal["qr-iql", "iq-learn"] = "qr-iql"
     # Quantile locations per action (N); tau_k = (2k - 1) / 2N.
     n_quantiles: int = Field(10, ge=1)
+    # A pause longer than this (timestamp units) after an exposure makes it terminal
+    # (the user left); null: only a user's last exposure is terminal.
+    session_gap: int | None = Field(None, ge=0)
     # chi^2 regulariser strength (psi(x) = x - x^2 / 4 alpha) and discount.
     alpha: float = Field(0.5, gt=0.0)
     gamma: float = Field(0.9, ge=0.0, lt=1.0)

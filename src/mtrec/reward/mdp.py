@@ -111,8 +111,13 @@ def concat_splits(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return log.drop(columns="split_rank").reset_index(drop=True)
 
 
-def build_mdp(log: pd.DataFrame, max_history: int) -> ExposureMDP:
-    """The MDP of a log sorted by user then event order (contract of `data/processed`)."""
+def build_mdp(log: pd.DataFrame, max_history: int, session_gap: int | None = None) -> ExposureMDP:
+    """The MDP of a log sorted by user then event order (contract of `data/processed`).
+
+    A user's last exposure is terminal. With `session_gap` (timestamp units),
+    an exposure followed by a pause longer than that is terminal too: the user
+    left, and what comes next starts a new episode (histories carry over).
+    """
     if max_history < 1:
         raise ValueError(f"max_history must be >= 1, got {max_history}")
     users = log["user_idx"].to_numpy(dtype=np.int64, copy=True)
@@ -129,6 +134,9 @@ def build_mdp(log: pd.DataFrame, max_history: int) -> ExposureMDP:
     first_row_of_user = np.maximum.accumulate(np.where(user_start, np.arange(len(users)), 0))
     history_begin = positives_before[first_row_of_user]
     is_terminal = np.r_[users[1:] != users[:-1], True]
+    if session_gap is not None:
+        timestamps = log["timestamp"].to_numpy(dtype=np.int64)
+        is_terminal |= np.r_[np.diff(timestamps) > session_gap, True]
     return ExposureMDP(
         items=torch.from_numpy(items),
         responses=torch.from_numpy(responses),

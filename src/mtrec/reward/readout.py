@@ -6,12 +6,15 @@ For every exposure of train/valid/test, from the trained Q-network:
     r(s, a)   = Q(s, a) - gamma V(s')             its mean   (V(s') = 0 if terminal)
     CVaR_q    = mean of the lowest ceil(q N) quantiles r_k
     advantage = Q(s, 1) - Q(s, 0)
-    expected  = Q(s, a) - gamma E_{i'}[V(h'_a, i')]   (not at terminal rows)
+    expected  = Q(s, a) - gamma E_{i'}[V(h'_a, i')]   (terminal or not)
 
 `expected` replaces the observed next state by the expected value over next
 displayed items i' (drawn from the train exposure distribution), with
 h'_1 = h + [i] and h'_0 = h: the observed next item is random, so V(s') is
-mostly noise (METHOD.md section 6).
+mostly noise (METHOD.md section 6). It is a function of (s, a) alone, so it
+neither peeks at what the user did next nor rewards leaving: with the observed
+read-out a user who leaves after a disappointment has V(s') = 0, which *raises*
+r(s, a) when values are positive (measured on the simulator).
 
 Satisfaction signals are read here only to *evaluate* the rewards (summary and
 plots), never to compute them.
@@ -36,15 +39,10 @@ from mtrec.reward.qnetwork import RewardQNetwork, load_qnetwork
 from mtrec.reward.train import behaviour_only, resolve_device, transition_quantiles
 
 KEY_COLUMNS = ["split", "split_row", "user_idx", "item_idx", "timestamp", "response"]
+# Columns of a second (-IRL) model's read-out carry this prefix in the same file.
+IRL_PREFIX = "irl_"
 # Reward families that get a z-scored copy (mean and std over both actions of the train rows).
 NORMALISED = ("mean", "cvar", "expected")
-# Guidance name -> (column of r(s, 1), column of r(s, 0)) for the alignment loss.
-GUIDANCE_COLUMNS = {
-    "mtrec": ("reward_pos_mean_z", "reward_neg_mean_z"),
-    "mtrec-cvar": ("reward_pos_cvar_z", "reward_neg_cvar_z"),
-    "mtrec-expected": ("reward_pos_expected_z", "reward_neg_expected_z"),
-    "irl": ("reward_pos_mean_z", "reward_neg_mean_z"),
-}
 
 
 def cvar_of_quantiles(quantiles: torch.Tensor, level: float) -> torch.Tensor:
@@ -108,7 +106,7 @@ def compute_rewards(
 ) -> pd.DataFrame:
     """Reward columns for every row of `log` (behaviour columns, sorted by user then event)."""
     network.eval()
-    mdp = build_mdp(log, network.max_history).to(device)
+    mdp = build_mdp(log, network.max_history, config.session_gap).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     n = config.n_quantiles
     parts: dict[str, list[np.ndarray]] = {}
@@ -128,8 +126,9 @@ def compute_rewards(
             display, len(rows) * config.next_item_samples, replacement=True, generator=generator
         ).view(len(rows), -1)
         expected_next = expected_next_values(network, mdp, rows, next_items.to(device))
-        alive = (~terminal).to(expected_next.dtype).unsqueeze(1)
-        expected = q_values(current) - config.gamma * expected_next * alive
+        # Not masked at terminal rows: this read-out is a function of (s, a)
+        # alone and does not peek at whether the user went on.
+        expected = q_values(current) - config.gamma * expected_next
         for action, name in ((1, "pos"), (0, "neg")):
             keep(f"reward_{name}_mean", reward["mean"][:, action])
             keep(f"reward_{name}_cvar", reward["cvar"][:, action])
@@ -256,35 +255,51 @@ def reward_by_satisfaction(rewards: pd.DataFrame, truth: pd.DataFrame) -> pd.Dat
     )
 
 
+def saved_reward_config(model_dir: Path) -> RewardConfig:
+    """The reward config a Q-network was trained with (saved beside its weights)."""
+    from mtrec.reward.qnetwork import read_qnetwork_description
+
+    saved = read_qnetwork_description(model_dir)["metadata"]["reward"]
+    return RewardConfig.model_validate(saved)
+
+
 def read_out_rewards(
     model_dir: Path,
     processed_dir: Path,
     rewards_path: Path,
     reports_dir: Path,
     config: RewardConfig | None = None,
+    irl_model_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Write the per-exposure rewards (parquet) and, under `reports_dir`,
     `reward_summary.json`, `reward_by_step.csv` and `reward_by_satisfaction.csv`.
 
     `config` defaults to the reward config saved with the model (gamma, CVaR
-    level, samples); the network is always the saved one.
+    level, samples); the network is always the saved one. With `irl_model_dir`
+    (a -IRL model), its reward columns are added with the prefix `irl_` (what
+    the `irl` guidance reads).
     """
     from mtrec.data.processed import load_processed
-    from mtrec.reward.qnetwork import read_qnetwork_description
 
-    if config is None:
-        saved = read_qnetwork_description(model_dir)["metadata"]["reward"]
-        config = RewardConfig.model_validate(saved)
+    config = config or saved_reward_config(model_dir)
     device = resolve_device(config.device)
-    network = load_qnetwork(model_dir, device)
     processed = load_processed(processed_dir)
     frames = {name: processed.split(name) for name in ("train", "valid", "test")}
     log = concat_splits({name: behaviour_only(frame) for name, frame in frames.items()})
     truth = concat_splits(frames)  # same order: concat_splits sorts stably by the same keys
     display = display_distribution(processed.train, processed.n_items)
+    network = load_qnetwork(model_dir, device)
     rewards = compute_rewards(network, log, config, display, device, progress=progress)
     normalisation = add_normalised(rewards)
+    if irl_model_dir is not None:
+        irl_config = saved_reward_config(irl_model_dir)
+        irl_network = load_qnetwork(irl_model_dir, device)
+        irl = compute_rewards(irl_network, log, irl_config, display, device, progress=progress)
+        normalisation["irl"] = add_normalised(irl)
+        reward_columns = [c for c in irl.columns if c not in KEY_COLUMNS]
+        for column in reward_columns:
+            rewards[f"{IRL_PREFIX}{column}"] = irl[column].to_numpy()
     rewards_path = Path(rewards_path)
     rewards_path.parent.mkdir(parents=True, exist_ok=True)
     rewards.to_parquet(rewards_path, index=False)

@@ -124,13 +124,15 @@ class RewardLogs:
     valid_rows: torch.Tensor  # rows of `train_and_valid` that belong to the valid split
 
 
-def prepare_logs(train: pd.DataFrame, valid: pd.DataFrame, max_history: int) -> RewardLogs:
+def prepare_logs(
+    train: pd.DataFrame, valid: pd.DataFrame, max_history: int, session_gap: int | None = None
+) -> RewardLogs:
     train_log = behaviour_only(train)
     joined = concat_splits({"train": behaviour_only(train), "valid": behaviour_only(valid)})
     valid_rows = np.flatnonzero(joined["split"].to_numpy() == "valid")
     return RewardLogs(
-        train=build_mdp(train_log, max_history),
-        train_and_valid=build_mdp(joined, max_history),
+        train=build_mdp(train_log, max_history, session_gap),
+        train_and_valid=build_mdp(joined, max_history, session_gap),
         valid_rows=torch.from_numpy(valid_rows.astype(np.int64)),
     )
 
@@ -248,7 +250,9 @@ def train_reward(
 
     processed = load_processed(processed_dir)
     device = resolve_device(config.device)
-    logs = prepare_logs(processed.train, processed.valid, config.backbone.max_history)
+    logs = prepare_logs(
+        processed.train, processed.valid, config.backbone.max_history, config.session_gap
+    )
     began = time.perf_counter()
     network, history = fit_qnetwork(config, logs, processed.n_items, device, progress=progress)
     seconds = time.perf_counter() - began

@@ -1,0 +1,103 @@
+"""MTRec's alignment loss for guided recommenders (METHOD.md section 3).
+
+    L_align = -E[F(i|h) r(s, 1) + (1 - F(i|h)) r(s, 0)]
+    L       = L_BCE + beta * L_align
+
+The per-exposure rewards come from `rewards.parquet` (the read-out), joined
+onto the training exposures by the training step (keys `split`, `split_row`)
+and handed to the loss as `batch.extras[column]`. Guidances registered here:
+
+    mtrec           mean reward r(s, a)           (z-scored on train)
+    mtrec-cvar      CVaR_q of r(s, a)             (risk-sensitive; ours)
+    mtrec-expected  expected-next-value read-out  (ours; METHOD.md section 6)
+    irl             mean reward of the -IRL model (columns prefixed `irl_`)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from mtrec.data.sequences import WindowBatch
+from mtrec.models import ExposureOutputs
+from mtrec.reward.readout import IRL_PREFIX
+from mtrec.training.losses import (
+    LossContext,
+    catalogue_ce,
+    exposure_bce,
+    masked_mean,
+    register_guidance,
+)
+
+# Guidance name -> (column of r(s, 1), column of r(s, 0)) in rewards.parquet.
+GUIDANCE_COLUMNS: dict[str, tuple[str, str]] = {
+    "mtrec": ("reward_pos_mean_z", "reward_neg_mean_z"),
+    "mtrec-cvar": ("reward_pos_cvar_z", "reward_neg_cvar_z"),
+    "mtrec-expected": ("reward_pos_expected_z", "reward_neg_expected_z"),
+    "irl": (f"{IRL_PREFIX}reward_pos_mean_z", f"{IRL_PREFIX}reward_neg_mean_z"),
+}
+
+
+def alignment_loss(
+    click_probability: torch.Tensor,
+    reward_positive: torch.Tensor,
+    reward_negative: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """-mean over masked slots of F r(s,1) + (1 - F) r(s,0); all inputs [W, M]."""
+    expected = click_probability * reward_positive + (1 - click_probability) * reward_negative
+    return -masked_mean(expected, mask)
+
+
+class AlignmentOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Weight of the alignment term (tune on validation).
+    beta: float = Field(0.1, ge=0.0)
+
+
+@dataclass
+class AlignedBCELoss:
+    """BCE (+ catalogue CE when its weight is > 0) + beta * L_align."""
+
+    context: LossContext
+    beta: float
+    reward_positive_column: str
+    reward_negative_column: str
+
+    @property
+    def required_columns(self) -> tuple[str, str]:
+        return (self.reward_positive_column, self.reward_negative_column)
+
+    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+        loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
+        if self.context.catalogue_ce_weight > 0:
+            loss = loss + self.context.catalogue_ce_weight * catalogue_ce(
+                batch, outputs, self.context.model
+            )
+        align = alignment_loss(
+            torch.sigmoid(outputs.logits),
+            batch.extras[self.reward_positive_column],
+            batch.extras[self.reward_negative_column],
+            batch.mask,
+        )
+        return loss + self.beta * align
+
+
+def _factory(name: str):
+    positive, negative = GUIDANCE_COLUMNS[name]
+
+    def build(options: Mapping[str, Any], context: LossContext) -> AlignedBCELoss:
+        parsed = AlignmentOptions.model_validate(dict(options))
+        return AlignedBCELoss(context, parsed.beta, positive, negative)
+
+    build.__name__ = f"_{name.replace('-', '_')}"
+    return build
+
+
+for _name in GUIDANCE_COLUMNS:
+    register_guidance(_name)(_factory(_name))
