@@ -58,6 +58,7 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     seconds_per_epoch: float
+    cpu_seconds_per_epoch: float
     resumed_from_epoch: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -204,15 +205,22 @@ def fit(
 
     epochs_this_call = 0
     while not finished and clock.epoch < config.max_epochs:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         train_loss = train_one_epoch(
             model, loss_fn, optimizer, train_windows, config, seed, clock, device
         )
         train_seconds = time.perf_counter() - started
+        # CPU seconds of this process: comparable across runs on a shared machine.
+        train_cpu_seconds = time.process_time() - cpu_started
         metrics = validate(model)
         clock.epoch += 1
         epochs_this_call += 1
-        record = {"epoch": clock.epoch, "train_loss": train_loss, "train_seconds": train_seconds}
+        record = {
+            "epoch": clock.epoch,
+            "train_loss": train_loss,
+            "train_seconds": train_seconds,
+            "train_cpu_seconds": train_cpu_seconds,
+        }
         record |= {f"valid_{name}": value for name, value in metrics.items()}
         history.append(record)
         value = metrics[config.monitor]
@@ -262,5 +270,8 @@ def fit(
         epochs_run=clock.epoch,
         stopped_early=clock.epoch < config.max_epochs,
         seconds_per_epoch=float(np.mean(seconds)) if seconds else float("nan"),
+        cpu_seconds_per_epoch=float(np.mean([r["train_cpu_seconds"] for r in history]))
+        if history
+        else float("nan"),
         resumed_from_epoch=resumed_from,
     )

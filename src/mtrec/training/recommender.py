@@ -161,6 +161,7 @@ def train_recommender(
             "best_epoch": result.fit.best_epoch,
             "epochs_run": result.fit.epochs_run,
             "seconds_per_epoch": result.fit.seconds_per_epoch,
+            "cpu_seconds_per_epoch": result.fit.cpu_seconds_per_epoch,
             "valid": _finite(result.fit.best_metrics),
         }
     summary = {
