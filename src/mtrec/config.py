@@ -379,7 +379,7 @@ class TrainConfig(StrictModel):
 
     max_epochs: int = Field(50, ge=1)
     # Windows (a user's run of up to max_history positives and their exposures) per batch.
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     grad_clip: float | None = Field(5.0, gt=0.0)
