@@ -152,3 +152,14 @@ def test_attach_exposure_columns_checks_the_keys(toy_processed_dir):
     shuffled = rewards.assign(item_idx=rewards["item_idx"].sample(frac=1, random_state=0).values)
     with pytest.raises(ValueError, match="item_idx"):
         attach_exposure_columns(train, "train", shuffled, ["reward_pos_mean_z"])
+
+
+def test_a_changed_config_starts_afresh_instead_of_resuming(toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "c"
+    train_recommender(_config(max_epochs=2), "gru4rec", "none", toy_processed_dir, out)
+    changed = _config(max_epochs=1, learning_rate=0.002)
+    summary = train_recommender(changed, "gru4rec", "none", toy_processed_dir, out)
+    history = pd.read_csv(summary["seeds"]["0"]["metrics_csv"])
+    assert history["epoch"].tolist() == [1]
+    assert summary["seeds"]["0"]["best_epoch"] == 1

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -202,6 +203,9 @@ def fit(
             clock.step, clock.epoch = state["clock_step"], state["clock_epoch"]
             _set_rng_state(state["rng"])
             resumed_from = clock.epoch
+    if resumed_from == 0 and not finished:
+        # A fresh run: a best model left by an older, different run must not survive.
+        shutil.rmtree(best_dir, ignore_errors=True)
 
     epochs_this_call = 0
     while not finished and clock.epoch < config.max_epochs:
