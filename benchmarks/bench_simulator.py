@@ -32,7 +32,7 @@ from mtrec.simulator.policies import (
     TopicAffinityPolicy,
 )
 from mtrec.simulator.responsiveness import cohort_responsiveness
-from mtrec.simulator.rl import rl_experiment
+from mtrec.simulator.rl import QNetworkMentalReward, rl_experiment, true_mental_reward
 
 
 def timed_log(config: SimulatorConfig) -> tuple[dict, float]:
@@ -40,6 +40,18 @@ def timed_log(config: SimulatorConfig) -> tuple[dict, float]:
     log = generate_log(config)
     seconds = time.perf_counter() - start
     return log, seconds
+
+
+def learned_mental_reward(reward_dir: Path, processed_dir: Path, world) -> QNetworkMentalReward:
+    """The reward engineer's Q-network, its items mapped through the processed
+    items table it was trained on (that data must come from this world)."""
+    import pandas as pd
+
+    from mtrec.reward.qnetwork import load_qnetwork
+
+    network = load_qnetwork(reward_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    items = pd.read_parquet(processed_dir / "items.parquet")
+    return QNetworkMentalReward(network, ItemIndexMap.from_items_table(world, items))
 
 
 def main() -> None:
@@ -55,6 +67,15 @@ def main() -> None:
     parser.add_argument("--scale-items", type=int, default=2000)
     parser.add_argument("--rl-seeds", type=int, nargs="*", default=[])
     parser.add_argument("--rl-iterations", type=int, default=ReinforceConfig().iterations)
+    parser.add_argument(
+        "--reward-dir",
+        type=Path,
+        default=None,
+        help="a trained reward Q-network (train_reward output)",
+    )
+    parser.add_argument(
+        "--processed-dir", type=Path, default=Path("data/processed"), help="its processed data"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -114,9 +135,16 @@ def main() -> None:
         rl_config = ReinforceConfig(iterations=args.rl_iterations)
         rl_online = OnlineConfig(n_users=min(args.cohort, 300))
         start = time.perf_counter()
-        report["rl"] = rl_experiment(sim_config, rl_config, rl_online, seeds=args.rl_seeds)
+        mental_rewards = {"true": true_mental_reward}
+        if args.reward_dir is not None:
+            mental_rewards["learned"] = learned_mental_reward(
+                args.reward_dir, args.processed_dir, world
+            )
+        report["rl"] = rl_experiment(
+            sim_config, rl_config, rl_online, seeds=args.rl_seeds, mental_rewards=mental_rewards
+        )
         report["rl"]["seconds"] = round(time.perf_counter() - start, 1)
-        for name in ("env", "env+mental"):
+        for name in report["rl"]["variants"]:
             line = ", ".join(
                 f"{m} {v['mean']:.3f} ± {v['std']:.3f}" for m, v in report["rl"][name].items()
             )

@@ -64,9 +64,11 @@ def test_rl_experiment_reports_both_variants_over_seeds(tmp_path):
     config = RL.model_copy(update={"iterations": 5})
     report = rl_experiment(SIM, config, ONLINE, seeds=[0, 1], out_path=tmp_path / "rl.json")
     assert (tmp_path / "rl.json").exists()
-    assert set(report["env"]) == set(report["env+mental"])
+    assert report["variants"] == ["env", "env+true"]
+    assert set(report["env"]) == set(report["env+true"])
     assert report["env"]["ctr"]["std"] >= 0
     assert len(report["per_seed"]) == 2
+    assert set(report["per_seed"][0]["versus"]) == {"env+true"}
 
 
 def test_learned_q_network_as_mental_reward():

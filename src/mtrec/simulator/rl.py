@@ -239,49 +239,51 @@ def rl_experiment(
     config: ReinforceConfig,
     online_config: OnlineConfig,
     seeds: list[int],
-    mental_reward: MentalReward | None = None,
+    mental_rewards: dict[str, MentalReward] | None = None,
     out_path: str | Path | None = None,
 ) -> dict:
-    """r_env alone vs r_env + kappa * r_mental, per seed, evaluated online on
-    the same cohort; reports each metric's mean and std over seeds and the
-    paired per-seed comparisons. `mental_reward` defaults to the ground truth
-    (upper bound)."""
-    mental_reward = mental_reward or true_mental_reward
+    """r_env alone ("env") vs r_env + kappa * r_mental ("env+<name>") for each
+    mental reward given (default: {"true": true_mental_reward}, the upper
+    bound), per seed, evaluated online on the same cohort. Reports each
+    variant's metrics as mean and std over seeds, and per seed the paired
+    comparison of every guided variant with "env" (`versus`)."""
+    mental_rewards = mental_rewards or {"true": true_mental_reward}
     world = make_world(sim_config)
+    variants: list[tuple[str, float, MentalReward | None]] = [("env", 0.0, None)]
+    variants += [(f"env+{name}", config.kappa, reward) for name, reward in mental_rewards.items()]
     per_seed = []
     for seed in seeds:
-        variants = {}
-        for name, kappa in (("env", 0.0), ("env+mental", config.kappa)):
+        results = {}
+        for name, kappa, reward in variants:
             model, _ = train_reinforce(
-                world, sim_config, config, online_config, kappa, mental_reward, seed
+                world, sim_config, config, online_config, kappa, reward, seed
             )
-            with torch.no_grad():
-                variants[name] = run_online(
-                    _NoGrad(model), world, sim_config, online_config, name=name
-                )
-        per_seed.append(
-            {
-                "seed": seed,
-                "env": summarize(variants["env"], online_config),
-                "env+mental": summarize(variants["env+mental"], online_config),
-                "versus": compare(variants["env"], variants["env+mental"], online_config),
-            }
-        )
+            results[name] = run_online(_NoGrad(model), world, sim_config, online_config, name=name)
+        entry: dict = {"seed": seed}
+        entry.update({name: summarize(result, online_config) for name, result in results.items()})
+        entry["versus"] = {
+            name: compare(results["env"], result, online_config)
+            for name, result in results.items()
+            if name != "env"
+        }
+        per_seed.append(entry)
     report: dict = {
         "kappa": config.kappa,
         "env_reward": config.env_reward,
         "seeds": seeds,
+        "variants": [name for name, _, _ in variants],
         "per_seed": per_seed,
     }
-    for name in ("env", "env+mental"):
+    for name, _, _ in variants:
+        means = {
+            metric: [s[name][metric]["mean"] for s in per_seed] for metric in per_seed[0][name]
+        }
         report[name] = {
             metric: {
-                "mean": float(np.mean([s[name][metric]["mean"] for s in per_seed])),
-                "std": float(np.std([s[name][metric]["mean"] for s in per_seed], ddof=1))
-                if len(seeds) > 1
-                else 0.0,
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
             }
-            for metric in per_seed[0][name]
+            for metric, values in means.items()
         }
     if out_path is not None:
         path = Path(out_path)
