@@ -125,7 +125,8 @@ def gate(params: Path = PARAMS) -> None:
 
     _setup_logging()
     p = load_params(params)
-    reward_dir = p.paths.models / "reward"
+    # Two levels down: `evaluate` reads every models/<name>/train_summary.json as a candidate.
+    reward_dir = p.paths.models / "reward" / "qnetwork"
     decision = run_gate(
         p.paths.reports / "metrics.json",
         p.paths.reports / "gate.json",

@@ -78,7 +78,11 @@ def packaged(mlflow_tracking_uri, tiny_models, tmp_path_factory):
     assert decision["winner"] == "sasrec-mtrec"
     summary = package_champion(
         tracking,
-        PackageConfig(bentoml_home=os.environ["BENTOML_HOME"], max_history=20),
+        PackageConfig(
+            bentoml_home=os.environ["BENTOML_HOME"],
+            max_history=20,
+            bento_model="mtrec-serving-test",
+        ),
         ROOT,
         work / "package.json",
     )
@@ -93,7 +97,7 @@ def served(packaged, tiny_models):
     with log.open("w") as out:
         process = subprocess.Popen(
             [BENTOML, "serve", summary["bento"], "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, "MTREC_BENTO_MODEL": summary["bento_model"]},
+            env={k: v for k, v in os.environ.items() if k != "MTREC_BENTO_MODEL"},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -120,7 +124,8 @@ def test_package_json_names_the_bento_and_the_registry_version(packaged):
     summary, work = packaged
     written = json.loads((work / "package.json").read_text())
     assert written["bento"].startswith("mtrec:")
-    assert written["bento_model"].startswith("mtrec-recommender:")
+    # Not the default name: the Bento must serve the model it was built with.
+    assert written["bento_model"].startswith("mtrec-serving-test:")
     assert written["candidate"] == "sasrec-mtrec"
     assert written["has_reward_model"] is True
 

@@ -82,14 +82,37 @@ def import_bento_model(
     return str(bento_model.tag)
 
 
-def build_bento(project_root: Path) -> str:
-    """`bentoml build` of bentofile.yaml with src/ as the build context; returns the tag."""
-    import bentoml
+def build_bento(project_root: Path, bento_model_tag: str, bentoml_home: str) -> str:
+    """`bentoml build` of bentofile.yaml (build context src/) in a fresh process,
+    so the service module is imported with this build's `bento_model` argument.
+    Returns the Bento tag."""
+    import subprocess
+    import sys
 
-    bento = bentoml.bentos.build_bentofile(
-        str(Path(project_root) / "bentofile.yaml"), build_ctx=str(Path(project_root) / "src")
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    command = [
+        str(bentoml_cli) if bentoml_cli.exists() else "bentoml",
+        "build",
+        "-f",
+        str(Path(project_root) / "bentofile.yaml"),
+        "--arg",
+        f"bento_model={bento_model_tag}",
+        "-o",
+        "tag",
+        str(Path(project_root) / "src"),
+    ]
+    done = subprocess.run(
+        command,
+        env={**os.environ, "BENTOML_HOME": bentoml_home, "BENTOML_DO_NOT_TRACK": "true"},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    return str(bento.tag)
+    if done.returncode != 0:
+        raise RuntimeError(f"bentoml build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    # `-o tag` prints `__tag__:<name>:<version>` as the last line.
+    last = [line for line in done.stdout.splitlines() if line.strip()][-1]
+    return last.removeprefix("__tag__:").strip()
 
 
 def package_champion(
@@ -116,7 +139,7 @@ def package_champion(
             "max_items_per_request": package_config.max_items_per_request,
         }
         model_tag = import_bento_model(package_config.bento_model, recommender, reward, metadata)
-    bento_tag = build_bento(Path(project_root))
+    bento_tag = build_bento(Path(project_root), model_tag, home)
     summary = {
         "bento": bento_tag,
         "bento_model": model_tag,

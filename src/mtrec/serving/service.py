@@ -13,9 +13,10 @@ Endpoints (JSON bodies keyed by parameter name; OpenAPI at /docs.json):
 Every request problem is a 4xx naming the field; wrong JSON types are
 rejected by pydantic (400, `{"error", "detail"}`).
 
-The Bento model (`mtrec-recommender:latest` unless `MTREC_BENTO_MODEL` says
-otherwise) is what `mtrec package` imported from the registry's `champion`
-alias: folders `recommender/` and, optionally, `reward_model/`, plus metadata.
+The Bento model (the Bento argument `bento_model`; default
+`$MTREC_BENTO_MODEL`, else `mtrec-recommender:latest`) is what `mtrec package`
+imported from the registry's `champion` alias: folders `recommender/` and,
+optionally, `reward_model/`, plus metadata.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from mtrec.serving.runtime import (
     RuntimeLimits,
 )
 
-MODEL_TAG = os.environ.get("MTREC_BENTO_MODEL", "mtrec-recommender:latest")
+
+class ServiceArguments(BaseModel):
+    """Bento arguments (`bentoml build/serve --arg bento_model=<tag>`); a build
+    stores them in the Bento, so the Bento serves the model it was built with."""
+
+    bento_model: str = os.environ.get("MTREC_BENTO_MODEL", "mtrec-recommender:latest")
+
+
+MODEL_TAG = bentoml.use_arguments(ServiceArguments).bento_model
 
 ItemId = StrictStr | StrictInt
 HistoryField = Annotated[
