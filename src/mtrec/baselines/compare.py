@@ -157,14 +157,20 @@ def _finite(value: float) -> float | None:
 
 
 def markdown_table(report: dict, metrics: Sequence[str] = TABLE_METRICS) -> str:
-    """One row per candidate: mean ± std of each metric over seeds."""
+    """One row per candidate: mean ± std of each metric over seeds (the mean
+    alone for a single seed)."""
     header = ["candidate", "trains on satisfaction", "seeds", *metrics, "s/epoch"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in report["candidates"].items():
         cells = [name, "yes" if entry["trains_on_satisfaction"] else "no", str(entry["n_seeds"])]
         for metric in metrics:
             mean, std = entry["mean"].get(metric), entry["std"].get(metric)
-            cells.append("n/a" if mean is None else f"{mean:.4f} ± {(std or 0.0):.4f}")
+            if mean is None:
+                cells.append("n/a")
+            elif entry["n_seeds"] > 1 and std is not None:
+                cells.append(f"{mean:.4f} ± {std:.4f}")
+            else:  # one seed: no spread to report
+                cells.append(f"{mean:.4f}")
         cells.append(f"{entry['seconds_per_epoch']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
