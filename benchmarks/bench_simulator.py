@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from scipy.stats import spearmanr
 
 from mtrec.config import OnlineConfig, ReinforceConfig, SimulatorConfig
 from mtrec.simulator.logging_policy import generate_log, log_statistics
@@ -32,7 +33,12 @@ from mtrec.simulator.policies import (
     TopicAffinityPolicy,
 )
 from mtrec.simulator.responsiveness import cohort_responsiveness
-from mtrec.simulator.rl import QNetworkMentalReward, rl_experiment, true_mental_reward
+from mtrec.simulator.rl import (
+    QNetworkMentalReward,
+    click_batch,
+    rl_experiment,
+    true_mental_reward,
+)
 
 
 def timed_log(config: SimulatorConfig) -> tuple[dict, float]:
@@ -51,7 +57,17 @@ def learned_mental_reward(reward_dir: Path, processed_dir: Path, world) -> QNetw
 
     network = load_qnetwork(reward_dir, device="cuda" if torch.cuda.is_available() else "cpu")
     items = pd.read_parquet(processed_dir / "items.parquet")
-    return QNetworkMentalReward(network, ItemIndexMap.from_items_table(world, items))
+    reward = QNetworkMentalReward(network, ItemIndexMap.from_items_table(world, items))
+    # z-score with the training clicks; the true reward of those clicks is only
+    # used to print how well the learned reward tracks it.
+    clicks = click_batch(pd.read_parquet(processed_dir / "train.parquet"), reward.max_history)
+    raw = reward(clicks)
+    reward.shift, reward.scale = float(raw.mean()), float(raw.std().clamp(min=1e-8))
+    spearman = spearmanr(raw.numpy(), clicks.true_reward.numpy()).statistic
+    print(
+        f"learned reward on {len(raw)} train clicks: Spearman with the true reward {spearman:.3f}"
+    )
+    return reward
 
 
 def main() -> None:

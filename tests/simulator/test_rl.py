@@ -102,3 +102,23 @@ def test_learned_q_network_as_mental_reward():
         world, SIM, RL.model_copy(update={"iterations": 2}), ONLINE, kappa=0.2, mental_reward=reward
     )
     assert isinstance(model, ReinforceRecommender)
+
+
+def test_click_batch_holds_each_click_with_the_history_before_it():
+    import pandas as pd
+
+    from mtrec.simulator.rl import click_batch
+
+    frame = pd.DataFrame(
+        {
+            "user_id": ["1", "1", "1", "2"],
+            "item_id": ["5", "3", "4", "2"],
+            "timestamp": [1, 2, 3, 1],
+            "response": [1, 0, 1, 1],
+            "true_reward": [0.5, float("nan"), -1.0, 2.0],
+        }
+    )
+    batch = click_batch(frame, max_history=2)
+    assert batch.history.tolist() == [[0, 0], [5, 0], [0, 0]]
+    assert batch.items.tolist() == [5, 4, 2]
+    assert batch.true_reward.tolist() == [0.5, -1.0, 2.0]

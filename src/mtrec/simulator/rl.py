@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -69,10 +70,17 @@ class QNetworkMentalReward:
     processed items table it was trained on); unknown items get 0 reward.
     """
 
-    def __init__(self, network: nn.Module, item_map: ItemIndexMap):
+    def __init__(
+        self, network: nn.Module, item_map: ItemIndexMap, shift: float = 0.0, scale: float = 1.0
+    ):
         self.network = network.eval()
         self.item_map = item_map
         self.max_history = int(network.max_history)
+        # Clicks get (advantage - shift) / scale: z-score with the statistics of
+        # the training log's clicks (`click_batch`) so kappa means the same for
+        # every reward model (METHOD.md section 3).
+        self.shift = shift
+        self.scale = scale
         self.device = next(network.parameters()).device
 
     @torch.no_grad()
@@ -92,9 +100,32 @@ class QNetworkMentalReward:
             lengths[:, None].to(self.device),
         )[:, 0]  # [B, 2, N]
         q = quantiles.mean(dim=-1).float().cpu()
-        reward = q[:, 1] - q[:, 0]
+        reward = (q[:, 1] - q[:, 0] - self.shift) / self.scale
         known = items > 0
         return torch.where((batch.responses > 0) & known, reward, torch.zeros_like(reward))
+
+
+def click_batch(frame: pd.DataFrame, max_history: int) -> StepBatch:
+    """Every click of an exposure log (simulator item ids "1".."n") as a
+    StepBatch: the positive history before it (simulator item_idx), the item,
+    response 1 and its true reward. For the statistics of a mental reward."""
+    histories, items, truth = [], [], []
+    ordered = frame.sort_values(["user_id", "timestamp"], kind="stable")
+    for _, events in ordered.groupby("user_id", sort=False):
+        history: list[int] = []
+        clicks = events[events["response"] == 1]
+        for item, reward in zip(clicks["item_id"].astype(int), clicks["true_reward"], strict=True):
+            recent = history[-max_history:]
+            histories.append(recent + [0] * (max_history - len(recent)))
+            items.append(item)
+            truth.append(reward)
+            history.append(item)
+    return StepBatch(
+        history=torch.as_tensor(histories, dtype=torch.long).view(-1, max_history),
+        items=torch.as_tensor(items, dtype=torch.long),
+        responses=torch.ones(len(items), dtype=torch.long),
+        true_reward=torch.as_tensor(truth, dtype=torch.float32),
+    )
 
 
 class ReinforceRecommender(nn.Module):
