@@ -48,6 +48,14 @@ def digest(path: Path) -> str:
     return hash_folder(path) if Path(path).exists() else "missing"
 
 
+def with_io_retries(io_task, config: FlowConfig):
+    """Retries belong to tasks whose failures are I/O (source files, the MLflow
+    registry, the Bento store), never to computations that would fail again."""
+    return io_task.with_options(
+        retries=config.io_retries, retry_delay_seconds=config.io_retry_delay_seconds
+    )
+
+
 def unless_missing(cached_task, *outputs: Path):
     """The task, forced to recompute (refreshing its cache) when any of the
     files it writes is gone: a cache hit must not stand in for deleted outputs."""
@@ -58,7 +66,7 @@ def unless_missing(cached_task, *outputs: Path):
 # --- tasks: one library call each --------------------------------------------------
 
 
-@task(cache_policy=CACHED, retries=2, retry_delay_seconds=2)
+@task(cache_policy=CACHED)
 def ingest_task(params: Params) -> str:
     from mtrec.data.ingest import ingest
 
@@ -134,7 +142,7 @@ def evaluate_task(
     return evaluate_candidates(config, processed, models, reports, names=names, progress=False)
 
 
-@task(retries=2, retry_delay_seconds=2)
+@task
 def gate_task(
     params: Params, gate: GateConfig, tracking: TrackingConfig, reward_dir: str | None
 ) -> dict:
@@ -152,7 +160,7 @@ def gate_task(
     )
 
 
-@task(retries=2, retry_delay_seconds=2)
+@task
 def package_task(params: Params, tracking: TrackingConfig, package: PackageConfig) -> dict:
     from mtrec.lifecycle.package import package_champion
 
@@ -221,7 +229,7 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     recommender = RecommenderConfig.model_validate(params.section("recommender"))
     paths = params.paths
 
-    raw = unless_missing(ingest_task, paths.raw)(params)
+    raw = unless_missing(with_io_retries(ingest_task, flow_config), paths.raw)(params)
     validated = unless_missing(validate_task, paths.validated)(params, digest(Path(raw)))
     processed = unless_missing(split_task, paths.processed / "meta.json")(
         params, digest(Path(validated))
@@ -258,7 +266,7 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     )
     gate_config = GateConfig.model_validate(params.section("gate"))
     tracking = TrackingConfig.model_validate(params.section("tracking"))
-    decision = gate_task(params, gate_config, tracking, reward_dir)
+    decision = with_io_retries(gate_task, flow_config)(params, gate_config, tracking, reward_dir)
     create_markdown_artifact(
         markdown=metrics_table(report, decision, gate_config.primary_metric),
         key="mtrec-gate",
@@ -266,7 +274,7 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     )
     packaged = None
     if package and decision["action"] == "promote":
-        packaged = package_task(
+        packaged = with_io_retries(package_task, flow_config)(
             params, tracking, PackageConfig.model_validate(params.section("package"))
         )
     return {"candidates": names, "gate": decision["action"], "package": packaged}

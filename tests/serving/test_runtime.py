@@ -53,3 +53,14 @@ def test_request_errors_name_the_field(tiny_models, history, k, exclude, field):
     with pytest.raises(RequestError) as error:
         runtime.recommend(history, k, exclude)
     assert error.value.field == field
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_runtime_gives_the_cpu_answer(tiny_models):
+    model_dir, reward_dir = tiny_models["sasrec-none"][0], tiny_models["reward"]
+    cpu = RecommenderRuntime.load(model_dir, reward_dir, device="cpu")
+    gpu = RecommenderRuntime.load(model_dir, reward_dir, device="cuda")
+    a, b = cpu.recommend(["m1"], 5, True), gpu.recommend(["m1"], 5, True)
+    assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
+    ra, rb = cpu.mental_reward(["m1"], ["m2"]), gpu.mental_reward(["m1"], ["m2"])
+    assert ra["items"][0]["mean"] == pytest.approx(rb["items"][0]["mean"], abs=1e-4)
