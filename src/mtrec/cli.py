@@ -73,6 +73,49 @@ def split(params: Path = PARAMS) -> None:
     typer.echo(f"split: {json.dumps(meta['rows'])} -> {p.paths.processed}")
 
 
+@app.command("train-reward")
+def train_reward_command(params: Path = PARAMS) -> None:
+    """Train the QR-IQL mental reward model (and its -IRL ablation) into models/reward/."""
+    from mtrec.config import RewardConfig
+    from mtrec.reward.train import irl_ablation_config, train_reward
+
+    _setup_logging()
+    p = load_params(params)
+    config = RewardConfig.model_validate(p.section("reward"))
+    runs = {"qnetwork": config}
+    if config.irl_ablation:
+        runs["irl"] = irl_ablation_config(config)
+    for name, run_config in runs.items():
+        paths = train_reward(run_config, p.paths.processed, p.paths.models / "reward" / name)
+        summary = json.loads(paths["summary"].read_text())
+        best = min(summary["history"], key=lambda record: record["valid_loss"])
+        typer.echo(
+            f"reward {name}: best epoch {best['epoch']} of {summary['epochs']}, "
+            f"valid loss {best['valid_loss']:.4f}, {summary['train_seconds']:.0f} s"
+        )
+
+
+@app.command("read-out-rewards")
+def read_out_rewards_command(params: Path = PARAMS) -> None:
+    """Rewards of every exposure -> data/processed/rewards.parquet, reports/reward/."""
+    from mtrec.reward.readout import read_out_rewards
+
+    _setup_logging()
+    p = load_params(params)
+    root = p.paths.models / "reward"
+    irl = root / "irl"
+    paths = read_out_rewards(
+        root / "qnetwork",
+        p.paths.processed,
+        p.paths.processed / "rewards.parquet",
+        p.paths.reports / "reward",
+        irl_model_dir=irl if (irl / "config.json").exists() else None,
+    )
+    recovery = json.loads(paths["summary"].read_text())["recovery"]["test"]
+    shown = {k: round(v, 4) for k, v in recovery.items() if k.startswith("auc_")}
+    typer.echo(f"rewards -> {paths['rewards']}; test recovery (evaluation only): {shown}")
+
+
 @app.command("train-recommender")
 def train_recommender_command(
     backbone: str = typer.Option(..., help="sasrec | gru4rec | din"),

@@ -329,6 +329,9 @@ class RewardConfig(StrictModel):
     # "qr-iql": N quantiles, quantile-Huber TD term; "iq-learn": the "-IRL" ablation
     # (N must be 1; squared chi^2 TD term).
     objective: Literal["qr-iql", "iq-learn"] = "qr-iql"
+    # `mtrec train-reward` also trains the -IRL ablation (same keys, N = 1, chi^2)
+    # whose rewards the `irl` guidance reads (columns prefixed `irl_`).
+    irl_ablation: bool = True
     # Quantile locations per action (N); tau_k = (2k - 1) / 2N.
     n_quantiles: int = Field(10, ge=1)
     # A pause longer than this (timestamp units) after an exposure makes it terminal
@@ -362,7 +365,7 @@ class RewardConfig(StrictModel):
     cvar_level: float = Field(0.3, gt=0.0, le=1.0)
     # Read-out: next displayed items drawn (from the train exposure distribution)
     # per exposure for the expected-next-value reward.
-    next_item_samples: int = Field(16, ge=1)
+    next_item_samples: int = Field(8, ge=1)
 
     @model_validator(mode="after")
     def _irl_has_one_quantile(self) -> RewardConfig:

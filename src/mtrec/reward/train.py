@@ -238,6 +238,12 @@ def _polyak_update(target: torch.nn.Module, online: torch.nn.Module, rate: float
         target_parameter.lerp_(parameter, rate)
 
 
+def irl_ablation_config(config: RewardConfig) -> RewardConfig:
+    """The "-IRL" ablation of a config: same keys, N = 1 and the plain chi^2 objective."""
+    changed = {**config.model_dump(), "objective": "iq-learn", "n_quantiles": 1}
+    return RewardConfig.model_validate(changed)
+
+
 def train_reward(
     config: RewardConfig, processed_dir: Path, out_dir: Path, progress: bool = True
 ) -> dict[str, Path]:
