@@ -64,3 +64,17 @@ def test_cuda_runtime_gives_the_cpu_answer(tiny_models):
     assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
     ra, rb = cpu.mental_reward(["m1"], ["m2"]), gpu.mental_reward(["m1"], ["m2"])
     assert ra["items"][0]["mean"] == pytest.approx(rb["items"][0]["mean"], abs=1e-4)
+
+
+def test_service_module_never_imports_training_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mtrec.serving.service, mtrec.serving.runtime, mtrec.reward.qnetwork; "
+        "bad = sorted(m for m in sys.modules "
+        "if m.startswith(('mtrec.training', 'mtrec.baselines'))); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
