@@ -344,7 +344,7 @@ class RewardConfig(StrictModel):
     huber_kappa: float = Field(1.0, gt=0.0)
     # TD target V(s'): "gradient" flows through it, "stop_gradient" detaches it,
     # "polyak" takes it from a slowly updated copy of the network.
-    target: Literal["gradient", "stop_gradient", "polyak"] = "stop_gradient"
+    target: Literal["gradient", "stop_gradient", "polyak"] = "polyak"
     # Polyak step: target <- (1 - rate) * target + rate * online, after every update.
     polyak_rate: float = Field(0.01, gt=0.0, le=1.0)
     # Hidden width of the quantile head's MLP.

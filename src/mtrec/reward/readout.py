@@ -103,10 +103,15 @@ def compute_rewards(
     device: torch.device,
     batch_rows: int = 8192,
     progress: bool = True,
+    splits: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    """Reward columns for every row of `log` (behaviour columns, sorted by user then event)."""
+    """Reward columns for every row of `log` (behaviour columns, sorted by user then
+    event), or only for the rows of `splits` (states still see the whole log)."""
     network.eval()
     mdp = build_mdp(log, network.max_history, config.session_gap).to(device)
+    selected = np.arange(len(log))
+    if splits is not None:
+        selected = np.flatnonzero(log["split"].isin(splits).to_numpy())
     generator = torch.Generator().manual_seed(config.seed)
     n = config.n_quantiles
     parts: dict[str, list[np.ndarray]] = {}
@@ -114,7 +119,7 @@ def compute_rewards(
     def keep(name: str, values: torch.Tensor) -> None:
         parts.setdefault(name, []).append(values.detach().cpu().numpy())
 
-    chunks = torch.split(torch.arange(mdp.n_rows), batch_rows)
+    chunks = torch.split(torch.from_numpy(selected), batch_rows)
     for chunk in tqdm(chunks, desc="reward read-out", disable=not progress):
         rows = chunk.to(device)
         current, following = transition_quantiles(network, mdp, rows)
@@ -139,7 +144,7 @@ def compute_rewards(
         keep("advantage", reward["advantage"])
         keep("next_value", reward["next_value"])
         keep("terminal", terminal)
-    out = log[KEY_COLUMNS].reset_index(drop=True).copy()
+    out = log[KEY_COLUMNS].iloc[selected].reset_index(drop=True)
     for name, values in parts.items():
         out[name] = np.concatenate(values)
     return out

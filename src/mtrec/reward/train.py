@@ -197,7 +197,7 @@ def fit_qnetwork(
     best_loss, best_state, stale = math.inf, None, 0
     for epoch in range(1, config.max_epochs + 1):
         network.train()
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         order = starts[torch.randperm(len(starts), generator=generator)]
         batches = torch.split(order, config.windows_per_batch)
         running = 0.0
@@ -218,6 +218,7 @@ def fit_qnetwork(
             "train_loss": running / train_mdp.n_rows,
             **{f"valid_{name}": value for name, value in metrics.items()},
             "seconds": time.perf_counter() - began,
+            "cpu_seconds": time.process_time() - began_cpu,
         }
         history.append(record)
         if metrics["loss"] < best_loss - 1e-6:
