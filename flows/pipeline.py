@@ -109,12 +109,22 @@ def train_reward_task(
 
 @task(cache_policy=CACHED)
 def read_out_task(
-    reward_dir: str, reward_digest: str, processed: str, rewards_path: str, reports: str
+    reward_dir: str,
+    irl_dir: str | None,
+    reward_digest: str,
+    processed: str,
+    rewards_path: str,
+    reports: str,
 ) -> str:
     from mtrec.reward.readout import read_out_rewards
 
     read_out_rewards(
-        Path(reward_dir), Path(processed), Path(rewards_path), Path(reports), progress=False
+        Path(reward_dir),
+        Path(processed),
+        Path(rewards_path),
+        Path(reports),
+        irl_model_dir=Path(irl_dir) if irl_dir else None,
+        progress=False,
     )
     return rewards_path
 
@@ -239,14 +249,26 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     reward_dir = None
     inputs_digest = processed_digest
     if recommender.rewards_path is not None:
+        from mtrec.reward.train import irl_ablation_config
+
+        # The reward model and, for the `irl` guidance, its -IRL ablation (as `mtrec
+        # train-reward`), trained side by side; then the read-out patches the log.
         reward_config = RewardConfig.model_validate(params.section("reward"))
-        reward_out = paths.models / "reward" / "qnetwork"
-        reward_dir = unless_missing(train_reward_task, reward_out / "config.json")(
-            reward_config, processed, processed_digest, str(reward_out)
-        )
+        reward_runs = {"qnetwork": reward_config}
+        if reward_config.irl_ablation:
+            reward_runs["irl"] = irl_ablation_config(reward_config)
+        reward_futures = {}
+        for name, run_config in reward_runs.items():
+            out = paths.models / "reward" / name
+            reward_futures[name] = unless_missing(train_reward_task, out / "config.json").submit(
+                run_config, processed, processed_digest, str(out)
+            )
+        reward_dirs = {name: future.result() for name, future in reward_futures.items()}
+        reward_dir = reward_dirs["qnetwork"]
         rewards = unless_missing(read_out_task, recommender.rewards_path)(
             reward_dir,
-            digest(Path(reward_dir)),
+            reward_dirs.get("irl"),
+            ":".join(digest(Path(folder)) for folder in reward_dirs.values()),
             processed,
             str(recommender.rewards_path),
             str(paths.reports / "reward"),
