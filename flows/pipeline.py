@@ -6,7 +6,7 @@
 
 Every task calls the same function the `mtrec` CLI (and so dvc.yaml) calls;
 no step logic lives here. Retries only on tasks whose failures are I/O
-(reading the source, the registry, the Bento store). Results are cached on
+(reading the source, the Bento store). Results are cached on
 the task's inputs + source; inputs include a digest of the files a task
 reads, so changed data reruns it.
 
@@ -49,8 +49,8 @@ def digest(path: Path) -> str:
 
 
 def with_io_retries(io_task, config: FlowConfig):
-    """Retries belong to tasks whose failures are I/O (source files, the MLflow
-    registry, the Bento store), never to computations that would fail again."""
+    """Retries belong to idempotent tasks whose failures are I/O (source files,
+    the Bento store), never to computations that would fail again."""
     return io_task.with_options(
         retries=config.io_retries, retry_delay_seconds=config.io_retry_delay_seconds
     )
@@ -288,7 +288,8 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     )
     gate_config = GateConfig.model_validate(params.section("gate"))
     tracking = TrackingConfig.model_validate(params.section("tracking"))
-    decision = with_io_retries(gate_task, flow_config)(params, gate_config, tracking, reward_dir)
+    # No retries: a gate that failed after registering would register twice.
+    decision = gate_task(params, gate_config, tracking, reward_dir)
     create_markdown_artifact(
         markdown=metrics_table(report, decision, gate_config.primary_metric),
         key="mtrec-gate",

@@ -33,9 +33,10 @@ def test_task_runner_follows_the_param(pipeline):
 
 
 def test_io_retries_come_from_the_param(pipeline):
-    task = pipeline.with_io_retries(pipeline.gate_task, FlowConfig(io_retries=4))
+    task = pipeline.with_io_retries(pipeline.package_task, FlowConfig(io_retries=4))
     assert task.retries == 4
     assert pipeline.train_candidate_task.retries == 0  # computations never retry
+    assert pipeline.gate_task.retries == 0  # registering is not idempotent
 
 
 def test_missing_outputs_force_a_rerun(pipeline, tmp_path):
