@@ -44,7 +44,10 @@ class DINRecommender(nn.Module):
         self.attention_history = nn.Linear(dim, hidden)
         self.attention_target = nn.Linear(dim, hidden, bias=False)
         self.attention_product = nn.Parameter(torch.randn(dim, hidden) * dim**-0.5)
-        self.attention_out = nn.Sequential(nn.PReLU(), nn.Linear(hidden, 1))
+        # ReLU rather than DIN's PReLU/Dice here: this activation runs on the
+        # largest tensor of the model ([B, M, L+1, A]) and ReLU's backward is
+        # the cheapest (PReLU took a third of the CPU time per batch).
+        self.attention_out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, 1))
         self.mlp = _mlp([3 * dim, *config.mlp_hidden], config.dropout)
         self.mlp_out = nn.Linear(([3 * dim, *config.mlp_hidden])[-1], 1)
         self.joint_dim = 3 * dim
