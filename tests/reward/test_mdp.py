@@ -81,3 +81,12 @@ def test_concat_splits_orders_each_user_train_valid_test():
         "train",
     ]
     assert joined["split_row"].tolist() == [0, 1, 0, 1, 0, 2, 3]
+
+
+def test_a_long_pause_ends_an_episode_when_session_gap_is_set():
+    log = LOG.assign(timestamp=[1, 2, 500, 501, 502, 1, 2])
+    assert build_mdp(log, 3).is_terminal.tolist() == [False] * 4 + [True, False, True]
+    with_gap = build_mdp(log, 3, session_gap=100)
+    assert with_gap.is_terminal.tolist() == [False, True, False, False, True, False, True]
+    # The history carries over the pause.
+    assert with_gap.histories(torch.tensor([2]))[1].tolist() == [1]

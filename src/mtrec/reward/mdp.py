@@ -7,9 +7,10 @@ last exposure is terminal (V(s') = 0).
 
 Rows are kept flat and in log order (users one after another, each in event
 order), so the next state of row e is row e + 1 unless e is terminal. Training
-takes contiguous windows of rows: one forward pass over W + 1 rows yields the
-states of W rows and their next states, with no padding and no python loop over
-events. Histories are gathered on the fly from one flat array of positives.
+takes runs of consecutive rows: one forward pass over the rows and their next
+rows, each distinct history through the backbone once (consecutive rows mostly
+share it), with no padding and no python loop over events. Histories are
+gathered on the fly from one flat array of positives.
 """
 
 from __future__ import annotations
@@ -149,30 +150,8 @@ def build_mdp(log: pd.DataFrame, max_history: int, session_gap: int | None = Non
     )
 
 
-@dataclass(frozen=True)
-class WindowBatch:
-    """B windows of W transitions each, computed from W + 1 consecutive rows.
-
-    rows: [B, W + 1] row indices (clamped to the log); state j's next state is
-    j + 1. in_log: [B, W] whether state j is a real row; terminal: [B, W].
-    """
-
-    rows: torch.Tensor
-    in_log: torch.Tensor
-    terminal: torch.Tensor
-
-
 def window_starts(n_rows: int, window: int) -> torch.Tensor:
     """Start row of each window that tiles the log."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     return torch.arange(0, n_rows, window)
-
-
-def make_window_batch(mdp: ExposureMDP, starts: torch.Tensor, window: int) -> WindowBatch:
-    raw = starts.unsqueeze(-1) + torch.arange(window + 1, device=starts.device)  # [B, W + 1]
-    rows = raw.clamp(max=mdp.n_rows - 1)
-    in_log = raw[:, :window] < mdp.n_rows
-    # The last row of the log is always terminal, so a clamped next state is never used.
-    terminal = mdp.is_terminal[rows[:, :window]]
-    return WindowBatch(rows=rows, in_log=in_log, terminal=terminal)
