@@ -163,3 +163,17 @@ def test_a_changed_config_starts_afresh_instead_of_resuming(toy_processed_dir, t
     history = pd.read_csv(summary["seeds"]["0"]["metrics_csv"])
     assert history["epoch"].tolist() == [1]
     assert summary["seeds"]["0"]["best_epoch"] == 1
+
+
+def test_a_loss_with_its_own_parameters_is_optimised_and_checkpointed(toy_processed_dir, tmp_path):
+    """PNFRec's loss owns a negative encoder (and reads `rating`, which the
+    toy training exposures carry): the loop must train and checkpoint it."""
+    torch.set_num_threads(1)
+    config = _config(max_epochs=2)
+    summary = train_recommender(config, "sasrec", "pnfrec", toy_processed_dir, tmp_path / "p")
+    assert summary["seeds"]["0"]["epochs_run"] == 2
+    checkpoint = torch.load(
+        tmp_path / "p" / "seed_0" / "checkpoint.pt", map_location="cpu", weights_only=False
+    )
+    assert checkpoint["loss"], "the loss's own parameters are not in the checkpoint"
+    assert load_model(summary["seeds"]["0"]["model_dir"], device="cpu").kind == "sasrec"

@@ -124,6 +124,18 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def trainable_parameters(model: Recommender, loss_fn: Loss) -> list[torch.nn.Parameter]:
+    """The model's parameters plus those a loss owns (`loss.extra_parameters()`,
+    e.g. PNFRec's negative encoder), each once."""
+    parameters, seen = [], set()
+    extra = loss_fn.extra_parameters() if hasattr(loss_fn, "extra_parameters") else []
+    for parameter in [*model.parameters(), *extra]:
+        if id(parameter) not in seen and parameter.requires_grad:
+            seen.add(id(parameter))
+            parameters.append(parameter)
+    return parameters
+
+
 def train_one_epoch(
     model: Recommender,
     loss_fn: Loss,
@@ -133,9 +145,13 @@ def train_one_epoch(
     seed: int,
     clock: TrainingClock,
     device: torch.device,
+    parameters: Sequence[torch.nn.Parameter] | None = None,
 ) -> float:
     """One pass over the windows in the order fixed by (seed, epoch); mean loss."""
     model.train()
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.train()
+    parameters = list(model.parameters()) if parameters is None else parameters
     order_seed = seed * 100_003 + clock.epoch
     loader = window_loader(windows, config.batch_size, shuffle=True, seed=order_seed)
     total, count = 0.0, 0
@@ -147,7 +163,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
         clock.step += 1
         total += float(loss.detach())
@@ -178,8 +194,11 @@ def fit(
     device = device or torch.device("cpu")
     clock = clock or TrainingClock()
     model.to(device)
+    if isinstance(loss_fn, torch.nn.Module):  # a loss with parameters of its own (PNFRec)
+        loss_fn.to(device)
+    parameters = trainable_parameters(model, loss_fn)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     clock.steps_per_epoch = max(1, math.ceil(len(train_windows) / config.batch_size))
     checkpoint_path = out_dir / CHECKPOINT_FILE
@@ -195,6 +214,8 @@ def fit(
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state["fingerprint"] == fingerprint:
             model.load_state_dict(state["model"])
+            if isinstance(loss_fn, torch.nn.Module):
+                loss_fn.load_state_dict(state["loss"])
             optimizer.load_state_dict(state["optimizer"])
             history = state["history"]
             best_value, best_epoch = state["best_value"], state["best_epoch"]
@@ -211,7 +232,7 @@ def fit(
     while not finished and clock.epoch < config.max_epochs:
         started, cpu_started = time.perf_counter(), time.process_time()
         train_loss = train_one_epoch(
-            model, loss_fn, optimizer, train_windows, config, seed, clock, device
+            model, loss_fn, optimizer, train_windows, config, seed, clock, device, parameters
         )
         train_seconds = time.perf_counter() - started
         # CPU seconds of this process: comparable across runs on a shared machine.
@@ -238,6 +259,7 @@ def fit(
             {
                 "fingerprint": fingerprint,
                 "model": model.state_dict(),
+                "loss": loss_fn.state_dict() if isinstance(loss_fn, torch.nn.Module) else None,
                 "optimizer": optimizer.state_dict(),
                 "history": history,
                 "best_value": best_value,
