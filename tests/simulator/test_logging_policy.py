@@ -86,3 +86,15 @@ def test_cached_preference_distribution_matches_the_on_the_fly_one(monkeypatch):
     assert len(cached) == len(on_the_fly)
     # float32 cache vs float64: at most a rare draw at a CDF boundary differs.
     assert (cached["item_id"] == on_the_fly["item_id"]).mean() > 0.99
+
+
+def test_risky_items_have_a_wider_reward_distribution():
+    log = generate_log(SMALL)
+    clicks = log.frame[log.frame["response"] == 1]
+    item_index = clicks["item_id"].astype(int).to_numpy() - 1
+    # Residual around each click's item quality: noise (plus the spread of fit).
+    risky = log.world.item_noise_scale[item_index] == SMALL.risky_noise_scale
+    spread_risky = clicks.loc[risky, "true_reward"].std()
+    spread_safe = clicks.loc[~risky, "true_reward"].std()
+    assert risky.sum() > 50
+    assert spread_risky > 1.2 * spread_safe
