@@ -121,9 +121,10 @@ def train_recommender_command(
     backbone: str = typer.Option(..., help="sasrec | gru4rec | din"),
     guidance: str = typer.Option("none", help="training loss: none | mtrec | ... (registry)"),
     seed: list[int] = typer.Option(None, help="seed(s) to train; default recommender.seeds"),
+    models: Path = typer.Option(None, help="candidates folder; default paths.models"),
     params: Path = PARAMS,
 ) -> None:
-    """Train one candidate <backbone>-<guidance> for each seed into models/<name>/."""
+    """Train one candidate <backbone>-<guidance> for each seed into <models>/<name>/."""
     from mtrec.config import RecommenderConfig
     from mtrec.training.recommender import candidate_name, train_recommender
 
@@ -131,8 +132,9 @@ def train_recommender_command(
     p = load_params(params)
     config = RecommenderConfig.model_validate(p.section("recommender"))
     name = candidate_name(backbone, guidance)
+    out_dir = (models or p.paths.models) / name
     summary = train_recommender(
-        config, backbone, guidance, p.paths.processed, p.paths.models / name, seeds=seed or None
+        config, backbone, guidance, p.paths.processed, out_dir, seeds=seed or None
     )
     for run_seed, result in summary["seeds"].items():
         valid = result["valid"].get(config.train.monitor)
@@ -143,15 +145,20 @@ def train_recommender_command(
 
 
 @app.command("evaluate")
-def evaluate_command(params: Path = PARAMS) -> None:
-    """Score every trained candidate on the test split -> reports/metrics.json."""
+def evaluate_command(
+    models: Path = typer.Option(None, help="candidates folder; default paths.models"),
+    params: Path = PARAMS,
+) -> None:
+    """Score every trained candidate (<models>/*/train_summary.json) on the test
+    split -> reports/metrics.json, reports/candidates/, reports/plots/curves/."""
     from mtrec.config import EvaluateConfig
     from mtrec.evaluation.evaluate import evaluate_candidates
 
     _setup_logging()
     p = load_params(params)
     config = EvaluateConfig.model_validate(p.section("evaluate"))
-    report = evaluate_candidates(config, p.paths.processed, p.paths.models, p.paths.reports)
+    models = models or p.paths.models
+    report = evaluate_candidates(config, p.paths.processed, models, p.paths.reports)
     for name, entry in report["candidates"].items():
         mean, std = entry["mean"], entry["std"]
         typer.echo(

@@ -29,8 +29,17 @@ def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir,
     assert trained.exit_code == 0, trained.output
     assert "gru4rec-none seed 3" in trained.output
     assert (tmp_path / "models" / "gru4rec-none" / "seed_3" / "best" / "weights.pt").exists()
+    elsewhere = tmp_path / "elsewhere"
+    trained = runner.invoke(
+        app,
+        ["train-recommender", "--backbone", "gru4rec", "--models", str(elsewhere)]
+        + ["--params", str(params_file)],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert (elsewhere / "gru4rec-none" / "train_summary.json").exists()
     evaluated = runner.invoke(app, ["evaluate", "--params", str(params_file)])
     assert evaluated.exit_code == 0, evaluated.output
+    assert (tmp_path / "reports" / "plots" / "curves" / "gru4rec-none_seed3.csv").exists()
     report = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     metrics = report["candidates"]["gru4rec-none"]["seeds"]["3"]
     assert "NDCG@10" in metrics and "NDCG@20" not in metrics

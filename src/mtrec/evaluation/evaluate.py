@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,8 +193,9 @@ def evaluate_candidates(
 ) -> dict:
     """Score every trained candidate (all seeds) on the test split.
 
-    Writes `<reports_dir>/candidates/<name>.json` and `<reports_dir>/metrics.json`
-    and returns the metrics.json content."""
+    Writes `<reports_dir>/candidates/<name>.json`, `<reports_dir>/metrics.json`
+    (returned) and each seed's training curve as
+    `<reports_dir>/plots/curves/<name>_seed<s>.csv`."""
     data = load_processed(processed_dir)
     reports_dir = Path(reports_dir)
     device = resolve_device(config.device)
@@ -210,6 +212,11 @@ def evaluate_candidates(
         per_seed: dict[str, dict[str, float]] = {}
         model_dirs = {}
         for seed, seed_summary in summary["seeds"].items():
+            curve = Path(seed_summary.get("metrics_csv", ""))
+            if curve.is_file():  # training curves as DVC plots
+                curves_dir = reports_dir / "plots" / "curves"
+                curves_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(curve, curves_dir / f"{name}_seed{seed}.csv")
             model = load_model(seed_summary["model_dir"], device=device)
             untrained = load_model(seed_summary["initial_model_dir"], device=device)
             metrics = split_metrics(model, data, "test", config, untrained, progress=progress)
