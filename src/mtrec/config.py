@@ -414,8 +414,9 @@ class RecommenderConfig(StrictModel):
     # mtrec.baselines ("ntr", "adt-tce", "adt-rce", "pnfrec") and the MTRec
     # alignment losses registered by mtrec.reward ("mtrec", ...).
     guidances: tuple[str, ...] = ("none",)
-    # Options per guidance name (each guidance validates its own keys).
-    guidance_options: dict[str, dict[str, float | int | str | bool]] = Field(default_factory=dict)
+    # Options per guidance name (each guidance validates its own keys; values may
+    # nest, e.g. pnfrec's negative_feedback block).
+    guidance_options: dict[str, dict[str, object]] = Field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
     # Per-exposure columns (e.g. rewards) for guidances that need them; joined
     # onto the training exposures by (split, row order within the split).
