@@ -54,9 +54,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prepare_ml100k(work_dir: Path, seed: int = SEED) -> Path:
+def prepare_ml100k(work_dir: Path, seed: int = SEED, n_negatives: int = 4) -> Path:
     """ML-100k through the pipeline's own ingest/validate/split steps into
-    `work_dir/processed` (all ratings kept: no k-core)."""
+    `work_dir/processed` (all ratings kept: no k-core; `n_negatives` sampled
+    negative exposures per positive, 0 = positives only, like RecBole's CE)."""
     from mtrec.config import DataConfig, SplitConfig, ValidateConfig
     from mtrec.data.ingest import ingest
     from mtrec.data.split import split_exposures
@@ -69,11 +70,14 @@ def prepare_ml100k(work_dir: Path, seed: int = SEED) -> Path:
     validate_exposures(
         raw, validated, work_dir / "reports" / "validation.json", ValidateConfig(k_core=0)
     )
-    split_exposures(validated, processed, SplitConfig(method="leave_one_out", seed=seed))
+    split_config = SplitConfig(method="leave_one_out", seed=seed, n_negatives=n_negatives)
+    split_exposures(validated, processed, split_config)
     return processed
 
 
-def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> dict[str, Any]:
+def run_mtrec(
+    model_name: str, epochs: int, threads: int, seed: int = SEED, n_negatives: int = 4
+) -> dict[str, Any]:
     """Train our backbone `model_name` under the shared protocol; measurements."""
     import numpy as np
     import torch
@@ -89,7 +93,7 @@ def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> d
     with tempfile.TemporaryDirectory(prefix="mtrec-bench-") as scratch:
         work_dir = Path(scratch)
         started = time.perf_counter()
-        processed = prepare_ml100k(work_dir, seed)
+        processed = prepare_ml100k(work_dir, seed, n_negatives)
         data_seconds = time.perf_counter() - started
         config = RecommenderConfig(
             backbones=(backbone,),
@@ -145,6 +149,7 @@ def run_mtrec(model_name: str, epochs: int, threads: int, seed: int = SEED) -> d
             "n_users": data.n_users,
             "n_items": data.n_items,
             "n_train_exposures": len(data.train),
+            "sampled_negatives_per_positive": n_negatives,
             "epochs_requested": epochs,
             "epochs_run": int(seed_summary["epochs_run"]),
             "stopped_early": int(seed_summary["epochs_run"]) < epochs,
@@ -254,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
         default="both",
         help="'mtrec': run only our side for --models[0] into --out (used by 'both')",
     )
+    parser.add_argument(
+        "--n-negatives",
+        type=int,
+        default=4,
+        help="mtrec side: sampled negatives per positive (0: positives only)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--recbole-result",
@@ -265,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.side == "mtrec":
-        result = run_mtrec(args.models[0], args.epochs, args.threads)
+        result = run_mtrec(args.models[0], args.epochs, args.threads, n_negatives=args.n_negatives)
         out = args.out or RESULTS_DIR / f"mtrec_{args.models[0]}_{args.epochs}ep.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -294,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
             f"--models={model}",
             f"--epochs={args.epochs}",
             f"--threads={args.threads}",
+            f"--n-negatives={args.n_negatives}",
             f"--out={mtrec_out}",
         ]
         if model in reused:
