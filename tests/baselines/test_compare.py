@@ -54,6 +54,10 @@ def test_baselines_trained_on_dislikes_rank_satisfying_targets_first(toy_process
         assert model.kind == "sasrec"
     written = json.loads((tmp_path / "comparison.json").read_text())
     assert written["candidates"].keys() == candidates.keys()
+    run = written["candidates"]["sasrec-pnfrec"]["seeds"]["0"]
+    assert len(run["history"]) == 3 and 1 <= run["best_epoch"] <= 3
+    best_valid = max(row["valid_NDCG@10"] for row in run["history"])
+    assert run["history"][run["best_epoch"] - 1]["valid_NDCG@10"] == best_valid
     table = (tmp_path / "comparison.md").read_text()
     assert "sasrec-pnfrec | yes | 1 |" in table and table == markdown_table(report)
 

@@ -188,6 +188,8 @@ def _candidate_entry(guidance: str, per_seed: dict[int, dict]) -> dict:
                 "model_dir": run["model_dir"],
                 "seconds_per_epoch": run["seconds_per_epoch"],
                 "test": {k: _finite(v) for k, v in run["test"].items()},
+                # Per-epoch train loss and validation metrics (the curve behind best_epoch).
+                "history": [{k: _finite(v) for k, v in row.items()} for row in run["history"]],
             }
             for seed, run in per_seed.items()
         },
