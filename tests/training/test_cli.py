@@ -10,7 +10,6 @@ def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir,
     params = {
         "paths": {
             "processed": str(toy_processed_dir),
-            "models": str(tmp_path / "models"),
             "reports": str(tmp_path / "reports"),
         },
         "recommender": {
@@ -23,21 +22,20 @@ def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir,
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     runner = CliRunner()
-    trained = runner.invoke(
-        app, ["train-recommender", "--backbone", "gru4rec", "--params", str(params_file)]
-    )
-    assert trained.exit_code == 0, trained.output
-    assert "gru4rec-none seed 3" in trained.output
-    assert (tmp_path / "models" / "gru4rec-none" / "seed_3" / "best" / "weights.pt").exists()
-    elsewhere = tmp_path / "elsewhere"
+    # --models explicitly: where candidates live by default is the lead's paths config.
+    models = tmp_path / "models"
     trained = runner.invoke(
         app,
-        ["train-recommender", "--backbone", "gru4rec", "--models", str(elsewhere)]
+        ["train-recommender", "--backbone", "gru4rec", "--models", str(models)]
         + ["--params", str(params_file)],
     )
     assert trained.exit_code == 0, trained.output
-    assert (elsewhere / "gru4rec-none" / "train_summary.json").exists()
-    evaluated = runner.invoke(app, ["evaluate", "--params", str(params_file)])
+    assert "gru4rec-none seed 3" in trained.output
+    assert (models / "gru4rec-none" / "seed_3" / "best" / "weights.pt").exists()
+    assert (models / "gru4rec-none" / "train_summary.json").exists()
+    evaluated = runner.invoke(
+        app, ["evaluate", "--models", str(models), "--params", str(params_file)]
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert (tmp_path / "reports" / "plots" / "curves" / "gru4rec-none_seed3.csv").exists()
     report = json.loads((tmp_path / "reports" / "metrics.json").read_text())
