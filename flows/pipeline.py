@@ -277,12 +277,12 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
 
     runner = task_runner(flow_config)
     names = train_candidates.with_options(task_runner=runner)(
-        recommender, processed, inputs_digest, str(paths.models)
+        recommender, processed, inputs_digest, str(paths.candidates)
     )
     report = evaluate_task(
         EvaluateConfig.model_validate(params.section("evaluate")),
         processed,
-        str(paths.models),
+        str(paths.candidates),
         str(paths.reports),
         names,
     )

@@ -121,7 +121,7 @@ def train_recommender_command(
     backbone: str = typer.Option(..., help="sasrec | gru4rec | din"),
     guidance: str = typer.Option("none", help="training loss: none | mtrec | ... (registry)"),
     seed: list[int] = typer.Option(None, help="seed(s) to train; default recommender.seeds"),
-    models: Path = typer.Option(None, help="candidates folder; default paths.models"),
+    models: Path = typer.Option(None, help="candidates folder; default paths.candidates"),
     params: Path = PARAMS,
 ) -> None:
     """Train one candidate <backbone>-<guidance> for each seed into <models>/<name>/."""
@@ -132,7 +132,7 @@ def train_recommender_command(
     p = load_params(params)
     config = RecommenderConfig.model_validate(p.section("recommender"))
     name = candidate_name(backbone, guidance)
-    out_dir = (models or p.paths.models) / name
+    out_dir = (models or p.paths.candidates) / name
     summary = train_recommender(
         config, backbone, guidance, p.paths.processed, out_dir, seeds=seed or None
     )
@@ -146,7 +146,7 @@ def train_recommender_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    models: Path = typer.Option(None, help="candidates folder; default paths.models"),
+    models: Path = typer.Option(None, help="candidates folder; default paths.candidates"),
     params: Path = PARAMS,
 ) -> None:
     """Score every trained candidate (<models>/*/train_summary.json) on the test
@@ -157,7 +157,7 @@ def evaluate_command(
     _setup_logging()
     p = load_params(params)
     config = EvaluateConfig.model_validate(p.section("evaluate"))
-    models = models or p.paths.models
+    models = models or p.paths.candidates
     report = evaluate_candidates(config, p.paths.processed, models, p.paths.reports)
     for name, entry in report["candidates"].items():
         mean, std = entry["mean"], entry["std"]
@@ -224,17 +224,33 @@ def simulate_online_command(
 
     _setup_logging()
     p = load_params(params)
+    out_path = p.paths.reports / "online.json"
+    if p.data.source != "synthetic":
+        # Only the simulator knows users' true reward; say so instead of faking a number.
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        reason = f"online evaluation needs data.source: synthetic (got {p.data.source!r})"
+        out_path.write_text(json.dumps({"skipped": reason}, indent=2) + "\n")
+        typer.echo(f"simulate-online: skipped: {reason}")
+        return
     model_dirs = {}
     for entry in model:
         name, sep, path = entry.partition("=")
         if not sep or not name or not path:
             _fail(f"--model expects NAME=MODEL_DIR, got {entry!r}")
         model_dirs[name] = Path(path)
+    metrics_path = p.paths.reports / "metrics.json"
+    if not model_dirs and metrics_path.exists():
+        # Default: every evaluated candidate, its first seed's chosen checkpoint.
+        candidates = json.loads(metrics_path.read_text())["candidates"]
+        for name, entry in candidates.items():
+            seeds = entry.get("model_dirs") or {}
+            if seeds:
+                model_dirs[name] = Path(seeds[sorted(seeds, key=int)[0]])
     report = online_evaluation(
         p.data.simulator or SimulatorConfig(),
         OnlineConfig.model_validate(p.section("online")),
         model_dirs,
-        p.paths.reports / "online.json",
+        out_path,
         baseline,
     )
     for name, summary in report["policies"].items():

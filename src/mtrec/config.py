@@ -184,6 +184,8 @@ class Paths(StrictModel):
     processed: Path = Path("data/processed")
     reports: Path = Path("reports")
     models: Path = Path("models")
+    # One folder per trained candidate <backbone>-<guidance> (what `evaluate` scores).
+    candidates: Path = Path("models/candidates")
 
 
 class Params(BaseModel):
