@@ -4,7 +4,7 @@ import pytest
 
 from mtrec.config import SplitConfig
 from mtrec.data.processed import load_processed
-from mtrec.data.split import leave_one_out, sample_negatives, split_exposures
+from mtrec.data.split import EVENT, leave_one_out, sample_negatives, split_exposures
 
 
 def make_log(n_users=30, per_user=12, n_items=40, seed=0):
@@ -40,6 +40,16 @@ def test_negatives_never_hit_a_users_positives():
         for user, items in negatives.groupby("user_idx")["item_idx"]:
             own = set(positives.loc[positives["user_idx"] == user, "item_idx"])
             assert own.isdisjoint(items)
+
+
+def test_negatives_exclude_past_not_future_positives():
+    # one user, positives on items 1..5 at events 0..4, many draws per positive
+    positives = pd.DataFrame({"user_idx": [1] * 5, "item_idx": [1, 2, 3, 4, 5], EVENT: range(5)})
+    negatives = sample_negatives(positives, 8, 200, np.random.default_rng(0))
+    for event, items in negatives.groupby(EVENT)["item_idx"]:
+        assert set(items).isdisjoint(range(1, event + 2))  # nothing chosen so far
+    # the last positive (a held-out target) can be a negative of an earlier event
+    assert 5 in set(negatives.loc[negatives[EVENT] == 0, "item_idx"])
 
 
 def test_negative_sampling_is_seeded():

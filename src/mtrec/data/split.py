@@ -13,6 +13,7 @@ from mtrec.config import SplitConfig
 from mtrec.data.sources import ATTR_LOGGED_NEGATIVES, ATTR_SIGNAL, SIGNALS
 
 SPLITS = ("train", "valid", "test")
+EVENT = "_event"  # position of the logged event (or of a sampled negative's positive)
 
 
 def index_ids(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
@@ -35,29 +36,39 @@ def sample_negatives(
     rng: np.random.Generator,
     popularity: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """For each positive, `n_negatives` items the user never had a positive on,
-    at the same timestamp. `popularity` (length n_items + 1, index 0 unused)
+    """For each positive, `n_negatives` items the user had not had a positive on
+    up to and including that event, at the same timestamp. Future positives may
+    be drawn (the user had not chosen them yet): excluding them would tell a
+    model which items a user will pick later (held-out targets would never be
+    training negatives). `popularity` (length n_items + 1, index 0 unused)
     weights the draw; uniform when None. Vectorised with rejection."""
     if n_negatives == 0 or positives.empty:
         return positives.iloc[:0].assign(response=0)
-    users = positives["user_idx"].to_numpy()
-    touched = np.unique(users.astype(np.int64) * (n_items + 1) + positives["item_idx"].to_numpy())
-    n_touched = np.bincount(users, minlength=users.max() + 1)
-    if (n_touched[users] >= n_items).any():
+    users = positives["user_idx"].to_numpy().astype(np.int64)
+    events = positives[EVENT].to_numpy() if EVENT in positives.columns else np.zeros(len(users))
+    codes = users * (n_items + 1) + positives["item_idx"].to_numpy()
+    # First positive event of each (user, item): a draw clashes if it is at or before the event.
+    first_event = pd.Series(events).groupby(codes).min()
+    distinct_items = np.bincount(first_event.index.to_numpy() // (n_items + 1))
+    if (distinct_items >= n_items).any():
         raise ValueError("a user has a positive on every item: no negatives to sample")
     repeated_users = np.repeat(users, n_negatives)
+    repeated_events = np.repeat(events, n_negatives)
     if popularity is None:
         probabilities = None
     else:
         weights = np.asarray(popularity, dtype=float)[1:] + 1.0  # smoothed: every item possible
         probabilities = weights / weights.sum()
     items = rng.choice(np.arange(1, n_items + 1), size=len(repeated_users), p=probabilities)
-    while True:
-        codes = repeated_users.astype(np.int64) * (n_items + 1) + items
-        clash = np.isin(codes, touched)
-        if not clash.any():
-            break
-        items[clash] = rng.choice(np.arange(1, n_items + 1), size=int(clash.sum()), p=probabilities)
+    pending = np.arange(len(items))
+    while len(pending):
+        draw_codes = repeated_users[pending] * (n_items + 1) + items[pending]
+        position = first_event.index.get_indexer(draw_codes)
+        known = position >= 0
+        clash = np.zeros(len(pending), dtype=bool)
+        clash[known] = first_event.to_numpy()[position[known]] <= repeated_events[pending][known]
+        pending = pending[clash]
+        items[pending] = rng.choice(np.arange(1, n_items + 1), size=len(pending), p=probabilities)
     negatives = positives.loc[positives.index.repeat(n_negatives)].copy()
     negatives["item_idx"] = items
     negatives["response"] = 0
@@ -65,9 +76,6 @@ def sample_negatives(
         if column in negatives.columns:
             negatives[column] = np.nan
     return negatives
-
-
-EVENT = "_event"  # position of the logged event (or of a sampled negative's positive)
 
 
 def number_events(frame: pd.DataFrame) -> pd.DataFrame:
