@@ -206,7 +206,13 @@ def package(params: Path = PARAMS) -> None:
             p.paths.reports / "package.json",
         )
     except LookupError as exc:
-        _fail(f"package failed: {exc}")
+        # No champion yet (the gate promoted nothing): nothing to package, and
+        # that is a decision, not a failure of the pipeline.
+        out = p.paths.reports / "package.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"skipped": str(exc)}, indent=2) + "\n")
+        typer.echo(f"package: skipped: {exc}")
+        return
     typer.echo(f"package: built {summary['bento']} from {summary['candidate']}")
 
 

@@ -18,6 +18,21 @@ TINY = {
     "data": {"source": "ml-1m", "path": str(FIXTURES / "ml1m_ratings.dat")},
     "validate": {"k_core": 0, "min_positives_per_user": 3},
     "split": {"n_negatives": 2},
+    "reward": {
+        "backbone": {"kind": "gru4rec", "max_history": 8, "dim": 8, "hidden_dim": 8},
+        "window": 16,
+        "windows_per_batch": 4,
+        "max_epochs": 1,
+        "head_hidden": 8,
+        "next_item_samples": 2,
+    },
+    "recommender": {
+        "backbones": ["gru4rec"],
+        "guidances": ["none", "mtrec"],
+        "seeds": [0, 1],
+        "gru4rec": {"max_history": 8, "dim": 8, "hidden_dim": 8},
+        "train": {"max_epochs": 2, "patience": 1, "progress": False},
+    },
 }
 
 
@@ -41,10 +56,13 @@ def project(tmp_path):
     repo = tmp_path / "project"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copy(ROOT / "bentofile.yaml", repo)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY)))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["BENTOML_HOME"] = str(tmp_path / "bentoml")
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "mtrec-test"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.invalid"
     run(["git", "init", "-q"], repo, env)
@@ -62,6 +80,17 @@ def test_dvc_repro_builds_processed_data_and_is_idempotent(project):
     assert meta["n_users"] == 8
     assert meta["positives"] == {"train": 48, "valid": 8, "test": 8}
     assert json.loads((repo / "reports/validation.json").read_text())["passed"] is True
+    assert (repo / "data/processed/rewards.parquet").exists()
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics["candidates"]) == {"gru4rec-none", "gru4rec-mtrec"}
+    for candidate in metrics["candidates"].values():
+        assert set(candidate["seeds"]) == {"0", "1"}
+        assert 0.0 <= candidate["mean"]["AUC"] <= 1.0
+    gate = json.loads((repo / "reports/gate.json").read_text())
+    assert gate["action"] in {"promote", "challenger", "none"}
+    assert "skipped" in json.loads((repo / "reports/online.json").read_text())
+    if gate["action"] == "promote":
+        assert json.loads((repo / "reports/package.json").read_text())["bento"]
     assert (repo / "dvc.lock").exists()
     again = run(dvc + ["repro"], repo, env)
     assert "Running stage" not in again
