@@ -184,8 +184,13 @@ class Paths(StrictModel):
     processed: Path = Path("data/processed")
     reports: Path = Path("reports")
     models: Path = Path("models")
-    # One folder per trained candidate <backbone>-<guidance> (what `evaluate` scores).
-    candidates: Path = Path("models/candidates")
+    # One folder per trained candidate <backbone>-<guidance> (what `evaluate` scores);
+    # default: <models>/candidates.
+    candidates: Path | None = None
+
+    def model_post_init(self, __context) -> None:
+        if self.candidates is None:
+            object.__setattr__(self, "candidates", self.models / "candidates")
 
 
 class Params(BaseModel):

@@ -67,7 +67,7 @@ def test_smoke_flow_trains_gates_packages_and_caches(prefect_harness, project):
     assert "sasrec-mtrec" in artifacts[0].data
 
     # Second run: training is cached (inputs + task source), nothing retrained.
-    summary = project / "models/smoke/sasrec-none/train_summary.json"
+    summary = project / "models/smoke/candidates/sasrec-none/train_summary.json"
     before = summary.stat().st_mtime_ns
     again = mtrec_pipeline("flows/smoke_params.yaml", package=False)
     assert summary.stat().st_mtime_ns == before

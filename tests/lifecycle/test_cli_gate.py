@@ -51,7 +51,10 @@ def test_gate_command_writes_gate_json_and_refuses_what_it_cannot_register(
     assert "no model directory" in gate["reason"]
     assert "gate: none" in result.output
 
-    # Nothing was promoted, so there is nothing to package: a clear failure.
+    # Nothing was promoted, so there is nothing to package: recorded, not built,
+    # and the pipeline goes on (the gate's decision is not a failure).
     packaged = CliRunner().invoke(app, ["package"])
-    assert packaged.exit_code == 1
-    assert "no model under mtrec-recommender-cli-test@champion" in packaged.output
+    assert packaged.exit_code == 0, packaged.output
+    assert "package: skipped" in packaged.output
+    package = json.loads((tmp_path / "reports" / "package.json").read_text())
+    assert "no model under mtrec-recommender-cli-test@champion" in package["skipped"]
