@@ -158,7 +158,15 @@ def evaluate_command(
     p = load_params(params)
     config = EvaluateConfig.model_validate(p.section("evaluate"))
     models = models or p.paths.candidates
-    report = evaluate_candidates(config, p.paths.processed, models, p.paths.reports)
+    names = None
+    if p.section("recommender"):
+        # Only the matrix params.yaml asks for: a candidate left on disk by an
+        # earlier matrix must not reach the gate.
+        from mtrec.config import RecommenderConfig
+
+        matrix = RecommenderConfig.model_validate(p.section("recommender"))
+        names = [f"{b}-{g}" for b in matrix.backbones for g in matrix.guidances]
+    report = evaluate_candidates(config, p.paths.processed, models, p.paths.reports, names)
     for name, entry in report["candidates"].items():
         mean, std = entry["mean"], entry["std"]
         typer.echo(

@@ -13,6 +13,7 @@ def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir,
             "reports": str(tmp_path / "reports"),
         },
         "recommender": {
+            "backbones": ["gru4rec"],
             "seeds": [3],
             "gru4rec": {"max_history": 5, "dim": 8, "hidden_dim": 8},
             "train": {"max_epochs": 2, "batch_size": 8, "progress": False, "device": "cpu"},
