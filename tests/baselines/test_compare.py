@@ -53,6 +53,9 @@ def test_baselines_trained_on_dislikes_rank_satisfying_targets_first(toy_process
         model = load_model(entry["seeds"]["0"]["model_dir"], device="cpu")
         assert model.kind == "sasrec"
     written = json.loads((tmp_path / "comparison.json").read_text())
+    # Scored by the pipeline's evaluate step, in its layout.
+    scored = json.loads((tmp_path / "metrics.json").read_text())
+    assert scored["candidates"].keys() == candidates.keys()
     assert written["candidates"].keys() == candidates.keys()
     run = written["candidates"]["sasrec-pnfrec"]["seeds"]["0"]
     assert len(run["history"]) == 3 and 1 <= run["best_epoch"] <= 3
