@@ -107,6 +107,9 @@ def test_reports_are_written(trained):
     summary = json.loads(outputs["summary"].read_text())
     assert set(summary["recovery"]) == {"train", "valid", "test"}
     assert "spearman_true_reward__reward_pos_mean" in summary["recovery"]["train"]
+    # N = 4 quantiles (tau 0.125..0.875) reach the central 60% interval, not the 80% one.
+    assert 0.0 <= summary["recovery"]["test"]["calibration__coverage_0.6"] <= 1.0
+    assert np.isnan(summary["recovery"]["test"]["calibration__coverage_0.8"])
     by_step = pd.read_csv(outputs["by_step"])
     assert {"step", "mean_reward", "n"} <= set(by_step.columns) and (by_step["n"] >= 20).all()
     by_satisfaction = pd.read_csv(outputs["by_satisfaction"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
 from mtrec.evaluation.metrics import auc, spearman
+from mtrec.reward.calibration import calibration_report
 from mtrec.reward.losses import q_values, soft_value
 from mtrec.reward.mdp import ExposureMDP, build_mdp, concat_splits
 from mtrec.reward.qnetwork import RewardQNetwork, load_qnetwork
@@ -218,6 +220,18 @@ def recovery_report(
                 entry[f"spearman_true_reward__{name}"] = spearman(
                     score[known], truth["true_reward"].to_numpy()[known]
                 )
+            # Learned quantiles of r(s,1) on the true scale (affine map fitted on
+            # train positives): coverage of their central intervals on this split.
+            quantile_columns = sorted(c for c in rewards if re.fullmatch(r"reward_pos_q\d+", c))
+            if len(quantile_columns) > 1:
+                calibration = calibration_report(
+                    rewards[quantile_columns].to_numpy(),
+                    truth["true_reward"].to_numpy(),
+                    positive & (rewards["split"] == "train").to_numpy(),
+                    in_split,
+                )
+                for key, value in calibration.items():
+                    entry[f"calibration__{key}"] = value
         report[split] = entry
     return report
 
