@@ -27,7 +27,6 @@ import copy
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import machine_info, peak_rss_mib
 
 MODELS = ("SASRec", "GRU4Rec")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -98,11 +98,6 @@ def protocol_config(model: str, epochs: int, seed: int, stopping_step: int) -> d
         "worker": 0,
         "state": "WARNING",
     }
-
-
-def peak_rss_mib() -> float:
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_recbole(
@@ -235,22 +230,6 @@ def _recbole_version() -> str:
     import importlib.metadata
 
     return importlib.metadata.version("recbole")
-
-
-def machine_info(threads: int, device: str) -> dict[str, Any]:
-    import platform
-
-    return {
-        "device": device,
-        "torch_threads": threads,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch_version": torch.__version__,
-        "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        # Other jobs on a shared machine slow both sides: keep the load beside the timing.
-        "load_average_1_5_15": list(os.getloadavg()),
-    }
 
 
 def write_result(result: dict[str, Any], out: Path) -> Path:

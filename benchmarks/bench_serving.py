@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,14 +28,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from common import free_port, stop_process, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def summarise(latencies: list[float], wall: float) -> dict[str, float]:
@@ -139,16 +133,7 @@ def main() -> None:
     )
     results: dict = {}
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("bentoml serve did not become ready; see " + log.name)
-            time.sleep(0.5)
+        wait_for_http(f"{url}/readyz", server, Path(log.name), seconds=180)
         limits = httpx.Limits(max_connections=max(args.concurrency))
         with httpx.Client(base_url=url, timeout=60, limits=limits) as client:
 
@@ -161,11 +146,7 @@ def main() -> None:
             for level in args.concurrency:
                 results[str(level)] = run_clients(call, bodies, level)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
 
     report = {

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,15 +42,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import machine_info, peak_rss_mib
+
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 MODELS = {"SASRec": "sasrec", "GRU4Rec": "gru4rec"}
 SEED = 2020
 RECBOLE_STOPPING_STEP = 10
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def prepare_ml100k(work_dir: Path, seed: int = SEED, n_negatives: int = 4) -> Path:
@@ -171,7 +168,7 @@ def run_mtrec(
             "peak_gpu_mib": (
                 torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
             ),
-            **_machine_info(threads, str(device)),
+            **machine_info(threads, str(device)),
         }
 
 
@@ -180,24 +177,6 @@ def _read_history(metrics_csv: Path) -> list[dict[str, str]]:
 
     with metrics_csv.open() as fh:
         return list(csv.DictReader(fh))
-
-
-def _machine_info(threads: int, device: str) -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    return {
-        "device": device,
-        "torch_threads": threads,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch_version": torch.__version__,
-        "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        # Other jobs on a shared machine slow both sides: keep the load beside the timing.
-        "load_average_1_5_15": list(os.getloadavg()),
-    }
 
 
 def compare_sides(recbole: dict[str, Any], mtrec: dict[str, Any]) -> dict[str, Any]:

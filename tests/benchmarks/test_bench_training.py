@@ -1,20 +1,15 @@
 """The comparison arithmetic of the side-by-side benchmark (no training here:
 the benchmark itself takes minutes per epoch and runs by hand)."""
 
-import importlib.util
-from pathlib import Path
+import importlib
 
+import helpers  # noqa: F401  (puts benchmarks/ on sys.path: the script imports `common`)
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_training.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_training", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench_training")
 
 
 def side(**overrides):
