@@ -5,14 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port, stop_process, wait_ready
 
 from mtrec.config import GateConfig, PackageConfig, TrackingConfig
 from mtrec.lifecycle.package import package_champion
@@ -22,26 +21,6 @@ from mtrec.serving.runtime import RecommenderRuntime
 ROOT = Path(__file__).resolve().parents[2]
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("bentoml serve exited:\n" + log.read_text()[-4000:])
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail("bentoml serve not ready in time:\n" + log.read_text()[-4000:])
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +83,10 @@ def served(packaged, tiny_models):
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, process, log)
+            wait_ready(f"{url}/readyz", process, log, seconds=120)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
 
 
 @pytest.fixture(scope="module")
