@@ -1,10 +1,11 @@
-"""Tensor helpers and the output record shared by the backbones."""
+"""Tensor helpers, the output record and the module base shared by the backbones."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -19,6 +20,17 @@ class ExposureOutputs:
 
     logits: torch.Tensor
     states: torch.Tensor | None = None
+
+
+class BackboneModule(nn.Module):
+    """Base of the backbones: what the contract derives the same way from
+    each backbone's `forward` (positives, items, state_index) -> ExposureOutputs."""
+
+    def exposure_logits(
+        self, positives: torch.Tensor, items: torch.Tensor, state_index: torch.Tensor
+    ) -> torch.Tensor:
+        """positives [B, L], items [B, M], state_index [B, M] -> CTR logits [B, M]."""
+        return self.forward(positives, items, state_index).logits
 
 
 def gather_states(states: torch.Tensor, state_index: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from mtrec.config import DINConfig
-from mtrec.models.base import ExposureOutputs, history_lengths, joint_features, last_items
+from mtrec.models.base import (
+    BackboneModule,
+    ExposureOutputs,
+    history_lengths,
+    joint_features,
+    last_items,
+)
 from mtrec.models.items import ItemTower
 
 ATTENTION_BUDGET = 2**24
@@ -23,7 +29,7 @@ def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class DINRecommender(nn.Module):
+class DINRecommender(BackboneModule):
     supports_catalogue = False
 
     def __init__(self, config: DINConfig, n_items: int) -> None:
@@ -93,11 +99,6 @@ class DINRecommender(nn.Module):
     ) -> ExposureOutputs:
         joint = self._joint(positives, items, state_index)
         return ExposureOutputs(logits=self._logits_from_joint(joint, items))
-
-    def exposure_logits(
-        self, positives: torch.Tensor, items: torch.Tensor, state_index: torch.Tensor
-    ) -> torch.Tensor:
-        return self.forward(positives, items, state_index).logits
 
     def exposure_joint(
         self, positives: torch.Tensor, items: torch.Tensor, state_index: torch.Tensor

@@ -11,6 +11,7 @@ from torch import nn
 
 from mtrec.config import GRU4RecConfig, SASRecConfig
 from mtrec.models.base import (
+    BackboneModule,
     ExposureOutputs,
     gather_states,
     history_lengths,
@@ -21,7 +22,7 @@ from mtrec.models.encoders import GRUEncoder, SASRecEncoder
 from mtrec.models.items import ItemTower
 
 
-class DotProductRecommender(nn.Module):
+class DotProductRecommender(BackboneModule):
     supports_catalogue = True
 
     def __init__(self, config: SASRecConfig | GRU4RecConfig, n_items: int) -> None:
@@ -65,11 +66,6 @@ class DotProductRecommender(nn.Module):
     ) -> ExposureOutputs:
         states = self.exposure_states(positives, state_index)  # [B, M, D]
         return ExposureOutputs(logits=self.logits_from_states(states, items), states=states)
-
-    def exposure_logits(
-        self, positives: torch.Tensor, items: torch.Tensor, state_index: torch.Tensor
-    ) -> torch.Tensor:
-        return self.forward(positives, items, state_index).logits
 
     def exposure_joint(
         self, positives: torch.Tensor, items: torch.Tensor, state_index: torch.Tensor
