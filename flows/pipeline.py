@@ -153,9 +153,7 @@ def evaluate_task(
 
 
 @task
-def gate_task(
-    params: Params, gate: GateConfig, tracking: TrackingConfig, reward_dir: str | None
-) -> dict:
+def gate_task(params: Params, gate: GateConfig, tracking: TrackingConfig, models: str) -> dict:
     from mtrec.lifecycle.steps import run_gate
 
     return run_gate(
@@ -165,7 +163,7 @@ def gate_task(
         tracking,
         Path.cwd(),
         params.paths.processed,
-        Path(reward_dir) if reward_dir else None,
+        Path(models),
         Path("dvc.lock"),
     )
 
@@ -246,34 +244,39 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     )
     processed_digest = digest(Path(processed))
 
-    reward_dir = None
     inputs_digest = processed_digest
     if recommender.rewards_path is not None:
-        from mtrec.reward.train import irl_ablation_config
+        from mtrec.reward import reward_model_dir
+        from mtrec.reward.train import reward_runs
 
-        # The reward model and, for the `irl` guidance, its -IRL ablation (as `mtrec
-        # train-reward`), trained side by side; then the read-out patches the log.
+        # One reward model per backbone and, for the `irl` guidance, its -IRL
+        # ablation (as `mtrec train-reward`), trained side by side; then each
+        # backbone's read-out writes the table its candidates train on.
         reward_config = RewardConfig.model_validate(params.section("reward"))
-        reward_runs = {"qnetwork": reward_config}
-        if reward_config.irl_ablation:
-            reward_runs["irl"] = irl_ablation_config(reward_config)
         reward_futures = {}
-        for name, run_config in reward_runs.items():
-            out = paths.models / "reward" / name
-            reward_futures[name] = unless_missing(train_reward_task, out / "config.json").submit(
-                run_config, processed, processed_digest, str(out)
+        for backbone in recommender.backbones:
+            for out, run_config in reward_runs(reward_config, paths.models, backbone).items():
+                train = unless_missing(train_reward_task, out / "config.json")
+                reward_futures[out] = train.submit(
+                    run_config, processed, processed_digest, str(out)
+                )
+        reward_dirs = {out: future.result() for out, future in reward_futures.items()}
+        tables = []
+        for backbone in recommender.backbones:
+            qnetwork = reward_model_dir(paths.models, backbone)
+            irl = reward_model_dir(paths.models, backbone, ablation=True)
+            table = recommender.rewards_table(backbone)
+            tables.append(
+                unless_missing(read_out_task, table)(
+                    reward_dirs[qnetwork],
+                    reward_dirs.get(irl),
+                    ":".join(digest(folder) for folder in (qnetwork, irl) if folder in reward_dirs),
+                    processed,
+                    str(table),
+                    str(paths.reports / "reward" / backbone),
+                )
             )
-        reward_dirs = {name: future.result() for name, future in reward_futures.items()}
-        reward_dir = reward_dirs["qnetwork"]
-        rewards = unless_missing(read_out_task, recommender.rewards_path)(
-            reward_dir,
-            reward_dirs.get("irl"),
-            ":".join(digest(Path(folder)) for folder in reward_dirs.values()),
-            processed,
-            str(recommender.rewards_path),
-            str(paths.reports / "reward"),
-        )
-        inputs_digest = f"{processed_digest}:{digest(Path(rewards))}"
+        inputs_digest = ":".join([processed_digest, *(digest(Path(t)) for t in tables)])
 
     runner = task_runner(flow_config)
     names = train_candidates.with_options(task_runner=runner)(
@@ -289,7 +292,7 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     gate_config = GateConfig.model_validate(params.section("gate"))
     tracking = TrackingConfig.model_validate(params.section("tracking"))
     # No retries: a gate that failed after registering would register twice.
-    decision = gate_task(params, gate_config, tracking, reward_dir)
+    decision = gate_task(params, gate_config, tracking, str(paths.models))
     create_markdown_artifact(
         markdown=metrics_table(report, decision, gate_config.primary_metric),
         key="mtrec-gate",

@@ -104,7 +104,10 @@ def save_tiny_reward_model(folder, n_items: int = 30):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """{"sasrec-none": {seed: dir}, "sasrec-mtrec": {...}, "reward": dir} of real tiny models."""
+    """{"sasrec-none": {seed: dir}, "sasrec-mtrec": {...}, "reward": dir, "models": root}
+    of real tiny models; the reward model sits where the pipeline puts sasrec's."""
+    from mtrec.reward import reward_model_dir
+
     root = tmp_path_factory.mktemp("tiny-models")
     out = {}
     for name in ("sasrec-none", "sasrec-mtrec"):
@@ -112,7 +115,8 @@ def tiny_models(tmp_path_factory):
             seed: train_tiny_recommender(root / name / f"seed{seed}", "sasrec", seed)
             for seed in (0, 1)
         }
-    out["reward"] = save_tiny_reward_model(root / "reward")
+    out["reward"] = save_tiny_reward_model(reward_model_dir(root, "sasrec"))
+    out["models"] = root
     return out
 
 

@@ -73,47 +73,78 @@ def split(params: Path = PARAMS) -> None:
     typer.echo(f"split: {json.dumps(meta['rows'])} -> {p.paths.processed}")
 
 
+BACKBONES = typer.Option(
+    None,
+    "--backbone",
+    help="backbone(s) of the reward models; default: every recommender.backbones",
+)
+
+
+def _reward_backbones(p, backbones: list[str] | None) -> list[str]:
+    """The backbones whose reward models a step handles: the ones asked for, else
+    the recommender matrix's (one reward model per backbone it guides)."""
+    from mtrec.config import RecommenderConfig
+
+    if backbones:
+        return list(backbones)
+    return list(RecommenderConfig.model_validate(p.section("recommender")).backbones)
+
+
 @app.command("train-reward")
-def train_reward_command(params: Path = PARAMS) -> None:
-    """Train the QR-IQL mental reward model (and its -IRL ablation) into models/reward/."""
+def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS) -> None:
+    """Train the QR-IQL mental reward model (and its -IRL ablation) of each backbone
+    into models/reward/<backbone>/{qnetwork,irl}."""
     from mtrec.config import RewardConfig
-    from mtrec.reward.train import irl_ablation_config, train_reward
+    from mtrec.reward.train import reward_runs, train_reward
 
     _setup_logging()
     p = load_params(params)
     config = RewardConfig.model_validate(p.section("reward"))
-    runs = {"qnetwork": config}
-    if config.irl_ablation:
-        runs["irl"] = irl_ablation_config(config)
-    for name, run_config in runs.items():
-        paths = train_reward(run_config, p.paths.processed, p.paths.models / "reward" / name)
-        summary = json.loads(paths["summary"].read_text())
-        best = min(summary["history"], key=lambda record: record["valid_loss"])
-        typer.echo(
-            f"reward {name}: best epoch {best['epoch']} of {summary['epochs']}, "
-            f"valid loss {best['valid_loss']:.4f}, {summary['train_seconds']:.0f} s"
-        )
+    for kind in _reward_backbones(p, backbone):
+        for out_dir, run_config in reward_runs(config, p.paths.models, kind).items():
+            paths = train_reward(run_config, p.paths.processed, out_dir)
+            summary = json.loads(paths["summary"].read_text())
+            best = min(summary["history"], key=lambda record: record["valid_loss"])
+            typer.echo(
+                f"reward {kind}/{out_dir.name}: best epoch {best['epoch']} of "
+                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, "
+                f"{summary['train_seconds']:.0f} s"
+            )
 
 
 @app.command("read-out-rewards")
-def read_out_rewards_command(params: Path = PARAMS) -> None:
-    """Rewards of every exposure -> data/processed/rewards.parquet, reports/reward/."""
+def read_out_rewards_command(backbone: list[str] = BACKBONES, params: Path = PARAMS) -> None:
+    """Rewards of every exposure from each backbone's reward model ->
+    <recommender.rewards_path>/<backbone>.parquet, reports/reward/<backbone>/."""
+    from mtrec.config import RecommenderConfig
+    from mtrec.reward import reward_model_dir
     from mtrec.reward.readout import read_out_rewards
 
     _setup_logging()
     p = load_params(params)
-    root = p.paths.models / "reward"
-    irl = root / "irl"
-    paths = read_out_rewards(
-        root / "qnetwork",
-        p.paths.processed,
-        p.paths.processed / "rewards.parquet",
-        p.paths.reports / "reward",
-        irl_model_dir=irl if (irl / "config.json").exists() else None,
-    )
-    recovery = json.loads(paths["summary"].read_text())["recovery"]["test"]
-    shown = {k: round(v, 4) for k, v in recovery.items() if k.startswith("auc_")}
-    typer.echo(f"rewards -> {paths['rewards']}; test recovery (evaluation only): {shown}")
+    recommender = RecommenderConfig.model_validate(p.section("recommender"))
+    if recommender.rewards_path is None:
+        _fail("read-out-rewards: set recommender.rewards_path (where the guided candidates read)")
+    kinds = _reward_backbones(p, backbone)
+    if recommender.rewards_path.suffix == ".parquet" and len(kinds) > 1:
+        _fail(
+            f"read-out-rewards: {len(kinds)} backbones would share the one table "
+            f"{recommender.rewards_path}: make recommender.rewards_path a folder"
+        )
+    for kind in kinds:
+        irl = reward_model_dir(p.paths.models, kind, ablation=True)
+        paths = read_out_rewards(
+            reward_model_dir(p.paths.models, kind),
+            p.paths.processed,
+            recommender.rewards_table(kind),
+            p.paths.reports / "reward" / kind,
+            irl_model_dir=irl if (irl / "config.json").exists() else None,
+        )
+        recovery = json.loads(paths["summary"].read_text())["recovery"]["test"]
+        shown = {k: round(v, 4) for k, v in recovery.items() if k.startswith("auc_")}
+        typer.echo(
+            f"rewards {kind} -> {paths['rewards']}; test recovery (evaluation only): {shown}"
+        )
 
 
 @app.command("train-recommender")
@@ -142,6 +173,44 @@ def train_recommender_command(
             f"{name} seed {run_seed}: best epoch {result['best_epoch']}, "
             f"valid {config.train.monitor} {valid}, {result['seconds_per_epoch']:.1f} s/epoch"
         )
+
+
+@app.command("tune")
+def tune_command(
+    backbone: str = typer.Option(..., help="sasrec | gru4rec | din"),
+    guidance: str = typer.Option(..., help="guidance whose option is tuned, e.g. mtrec"),
+    option: str = typer.Option("beta", help="the guidance option to tune"),
+    value: list[str] = typer.Option(..., "--value", help="a value to try (repeatable; YAML)"),
+    criterion: str = typer.Option("NDCG@10", help="validation metric to maximise"),
+    seed: list[int] = typer.Option(None, help="seed(s) per value; default recommender.seeds"),
+    params: Path = PARAMS,
+) -> None:
+    """Tune one guidance option on validation only -> <models>/tuning/<name>/tuning.json."""
+    import yaml
+
+    from mtrec.config import RecommenderConfig
+    from mtrec.training.tune import tune_option
+
+    _setup_logging()
+    p = load_params(params)
+    config = RecommenderConfig.model_validate(p.section("recommender"))
+    out_dir = p.paths.models / "tuning" / f"{backbone}-{guidance}-{option}"
+    report = tune_option(
+        config,
+        backbone,
+        guidance,
+        option,
+        [yaml.safe_load(v) for v in value],
+        p.paths.processed,
+        out_dir,
+        criterion,
+        seeds=seed or None,
+    )
+    for trial in report["trials"]:
+        typer.echo(
+            f"{option}={trial[option]}: valid {criterion} {trial['valid_mean'][criterion]:.4f}"
+        )
+    typer.echo(f"best {option}={report['best']} ({out_dir / 'tuning.json'})")
 
 
 @app.command("evaluate")
@@ -183,8 +252,6 @@ def gate(params: Path = PARAMS) -> None:
 
     _setup_logging()
     p = load_params(params)
-    # Two levels down: `evaluate` reads every models/<name>/train_summary.json as a candidate.
-    reward_dir = p.paths.models / "reward" / "qnetwork"
     decision = run_gate(
         p.paths.reports / "metrics.json",
         p.paths.reports / "gate.json",
@@ -192,7 +259,7 @@ def gate(params: Path = PARAMS) -> None:
         TrackingConfig.model_validate(p.section("tracking")),
         Path.cwd(),
         p.paths.processed,
-        reward_dir if reward_dir.exists() else None,
+        p.paths.models,
         Path("dvc.lock"),
     )
     typer.echo(f"gate: {decision['action']}: {decision['reason']}")

@@ -8,10 +8,10 @@ functions receive one of these sections (or plain arguments), never a dict.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 
 class StrictModel(BaseModel):
@@ -331,8 +331,15 @@ class PackageConfig(StrictModel):
 class RewardConfig(StrictModel):
     """QR-IQL mental reward model (stage `train_reward`) and its read-out (METHOD.md §2)."""
 
-    # Backbone the Q-network shares with the recommender (sasrec, gru4rec, din).
+    # Encoder of one reward model (sasrec, gru4rec, din): the recommender it guides
+    # has the same architecture. The pipeline trains one reward model per backbone
+    # of `recommender.backbones`, resolved by `for_backbone` from `encoders`.
     backbone: ModelConfig = Field(default_factory=SASRecConfig)
+    # Sizes of the reward model's encoder per backbone kind (the keys of that kind's
+    # config, without `kind`); a kind not listed uses its config's defaults.
+    encoders: dict[Literal["sasrec", "gru4rec", "din"], dict[str, Any]] = Field(
+        default_factory=dict
+    )
     # "qr-iql": N quantiles, quantile-Huber TD term; "iq-learn": the "-IRL" ablation
     # (N must be 1; squared chi^2 TD term).
     objective: Literal["qr-iql", "iq-learn"] = "qr-iql"
@@ -375,6 +382,12 @@ class RewardConfig(StrictModel):
     # Read-out: next displayed items drawn (from the train exposure distribution)
     # per exposure for the expected-next-value reward.
     next_item_samples: int = Field(8, ge=1)
+
+    def for_backbone(self, kind: str) -> RewardConfig:
+        """This config with the encoder of the reward model that guides `kind`."""
+        raw = {**self.encoders.get(kind, {}), "kind": kind}
+        backbone = TypeAdapter(ModelConfig).validate_python(raw)
+        return self.model_copy(update={"backbone": backbone})
 
     @model_validator(mode="after")
     def _irl_has_one_quantile(self) -> RewardConfig:
@@ -427,8 +440,10 @@ class RecommenderConfig(StrictModel):
     # nest, e.g. pnfrec's negative_feedback block).
     guidance_options: dict[str, dict[str, object]] = Field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
-    # Per-exposure columns (e.g. rewards) for guidances that need them; joined
-    # onto the training exposures by (split, row order within the split).
+    # Per-exposure columns (the reward read-out) for guidances that need them, joined
+    # onto the training exposures by (split, row order within the split): a folder
+    # with one table per backbone (<backbone>.parquet, from the reward model on that
+    # backbone: `mtrec read-out-rewards`), or one .parquet file every backbone shares.
     rewards_path: Path | None = None
     sasrec: SASRecConfig = SASRecConfig()
     gru4rec: GRU4RecConfig = GRU4RecConfig()
@@ -437,6 +452,12 @@ class RecommenderConfig(StrictModel):
 
     def backbone_config(self, backbone: str) -> SASRecConfig | GRU4RecConfig | DINConfig:
         return {"sasrec": self.sasrec, "gru4rec": self.gru4rec, "din": self.din}[backbone]
+
+    def rewards_table(self, backbone: str) -> Path | None:
+        """The per-exposure reward table the candidates of `backbone` train on."""
+        if self.rewards_path is None or self.rewards_path.suffix == ".parquet":
+            return self.rewards_path
+        return self.rewards_path / f"{backbone}.parquet"
 
 
 class EvaluateConfig(StrictModel):

@@ -19,7 +19,10 @@ TINY = {
     "validate": {"k_core": 0, "min_positives_per_user": 3},
     "split": {"n_negatives": 2},
     "reward": {
-        "backbone": {"kind": "gru4rec", "max_history": 8, "dim": 8, "hidden_dim": 8},
+        "encoders": {
+            "gru4rec": {"max_history": 8, "dim": 8, "hidden_dim": 8},
+            "sasrec": {"max_history": 8, "dim": 8, "n_heads": 1, "ffn_dim": 8},
+        },
         "window": 16,
         "windows_per_batch": 4,
         "max_epochs": 1,
@@ -27,10 +30,11 @@ TINY = {
         "next_item_samples": 2,
     },
     "recommender": {
-        "backbones": ["gru4rec"],
+        "backbones": ["gru4rec", "sasrec"],
         "guidances": ["none", "mtrec"],
         "seeds": [0, 1],
         "gru4rec": {"max_history": 8, "dim": 8, "hidden_dim": 8},
+        "sasrec": {"max_history": 8, "dim": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 8},
         "train": {"max_epochs": 2, "patience": 1, "progress": False},
     },
 }
@@ -80,9 +84,15 @@ def test_dvc_repro_builds_processed_data_and_is_idempotent(project):
     assert meta["n_users"] == 8
     assert meta["positives"] == {"train": 48, "valid": 8, "test": 8}
     assert json.loads((repo / "reports/validation.json").read_text())["passed"] is True
-    assert (repo / "data/processed/rewards.parquet").exists()
+    # One reward model per backbone, each with its own read-out for its candidates.
+    for backbone in ("gru4rec", "sasrec"):
+        saved = json.loads((repo / f"models/reward/{backbone}/qnetwork/config.json").read_text())
+        assert saved["backbone"]["kind"] == backbone
+        assert (repo / f"data/processed/rewards/{backbone}.parquet").exists()
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics["candidates"]) == {"gru4rec-none", "gru4rec-mtrec"}
+    assert set(metrics["candidates"]) == {
+        f"{b}-{g}" for b in ("gru4rec", "sasrec") for g in ("none", "mtrec")
+    }
     for candidate in metrics["candidates"].values():
         assert set(candidate["seeds"]) == {"0", "1"}
         assert 0.0 <= candidate["mean"]["AUC"] <= 1.0

@@ -54,9 +54,9 @@ def test_smoke_flow_trains_gates_packages_and_caches(prefect_harness, project):
     assert package["candidate"] == gate["winner"]
     assert package["bento"].startswith("mtrec:")
     # The mental reward model was trained and travels with the champion.
-    assert (project / "models/smoke/reward/qnetwork/config.json").exists()
-    assert (project / "models/smoke/reward/irl/config.json").exists()  # the -IRL ablation
-    assert (project / "data/processed/smoke-rewards.parquet").exists()
+    assert (project / "models/smoke/reward/sasrec/qnetwork/config.json").exists()
+    assert (project / "models/smoke/reward/sasrec/irl/config.json").exists()  # -IRL ablation
+    assert (project / "data/processed/smoke-rewards/sasrec.parquet").exists()
     assert package["has_reward_model"] is True
 
     with get_client(sync_client=True) as client:

@@ -90,8 +90,8 @@ def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
     first.write_text(json.dumps(metrics_report(tiny_models, scores)))
     gate_path = tmp_path / "reports" / "gate.json"
 
-    reward = tiny_models["reward"]
-    decision = run_gate(first, gate_path, GateConfig(), config, tmp_path, processed, reward)
+    models = tiny_models["models"]
+    decision = run_gate(first, gate_path, GateConfig(), config, tmp_path, processed, models)
     assert decision["action"] == "promote" and decision["winner"] == "sasrec-mtrec"
     assert json.loads(gate_path.read_text())["registry"]["alias"] == "champion"
 

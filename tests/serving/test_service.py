@@ -52,7 +52,7 @@ def packaged(mlflow_tracking_uri, tiny_models, tmp_path_factory):
         tracking,
         work,
         work / "processed",
-        tiny_models["reward"],
+        tiny_models["models"],
     )
     assert decision["winner"] == "sasrec-mtrec"
     summary = package_champion(

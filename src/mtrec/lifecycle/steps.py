@@ -14,8 +14,17 @@ from typing import Any
 from mtrec.config import GateConfig, TrackingConfig
 from mtrec.lifecycle import registry, tracking
 from mtrec.lifecycle.gate import decide
+from mtrec.reward import reward_model_dir
 
 log = logging.getLogger(__name__)
+
+
+def _reward_dirs(models_dir: Path | None, backbones: set[str | None]) -> dict[str, Path]:
+    """backbone -> its trained reward model folder (backbones without one left out)."""
+    if models_dir is None:
+        return {}
+    found = {b: reward_model_dir(models_dir, b) for b in backbones if b}
+    return {b: folder for b, folder in found.items() if (folder / "config.json").exists()}
 
 
 def run_gate(
@@ -25,12 +34,15 @@ def run_gate(
     tracking_config: TrackingConfig,
     project_root: Path,
     processed_dir: Path,
-    reward_dir: Path | None = None,
+    models_dir: Path | None = None,
     dvc_lock: Path | None = None,
 ) -> dict[str, Any]:
     """Read `reports/metrics.json`, log a pipeline run with one child run per
     candidate, apply the gate against the registry's champion, set the
-    `champion` / `challenger` alias, write `gate_path`. Returns the decision."""
+    `champion` / `challenger` alias, write `gate_path`. Returns the decision.
+
+    Each candidate is logged (and so packaged) with the reward model of its
+    backbone, `reward_model_dir(models_dir, backbone)`, when one was trained."""
     import mlflow
 
     project_root = Path(project_root)
@@ -50,11 +62,17 @@ def run_gate(
 
     logged: dict[str, dict[str, Any]] = {}
     with tracking.pipeline_run(version_tag, commit) as parent:
-        if reward_dir is not None and Path(reward_dir, "config.json").exists():
-            tracking.log_reward_model(Path(reward_dir))
-        for name, candidate in sorted((report.get("candidates") or {}).items()):
+        candidates = sorted((report.get("candidates") or {}).items())
+        reward_dirs = _reward_dirs(models_dir, {c.get("backbone") for _, c in candidates})
+        for backbone, reward_dir in sorted(reward_dirs.items()):
+            tracking.log_reward_model(reward_dir, backbone=backbone)
+        for name, candidate in candidates:
             logged[name] = tracking.log_candidate(
-                name, candidate, project_root, reward_dir, tracking_config.log_all_seeds
+                name,
+                candidate,
+                project_root,
+                reward_dirs.get(candidate.get("backbone")),
+                tracking_config.log_all_seeds,
             )
         decision["mlflow"] = {
             "tracking_uri": mlflow.get_tracking_uri(),

@@ -210,13 +210,18 @@ def pipeline_run(
         yield run
 
 
-def log_reward_model(reward_dir: Path, summary: Mapping[str, Any] | None = None) -> None:
-    """The mental reward model as artifacts (`reward_model/`) of the active run,
-    its per-epoch curves, and any summary metrics (e.g. recovery AUC)."""
+def log_reward_model(
+    reward_dir: Path, summary: Mapping[str, Any] | None = None, backbone: str | None = None
+) -> None:
+    """The mental reward model (of `backbone`'s candidates) as artifacts
+    (`reward_model/`) of a nested run, its per-epoch curves, and any summary
+    metrics (e.g. recovery AUC)."""
     import mlflow
 
     reward_dir = Path(reward_dir)
-    with mlflow.start_run(run_name="reward_model", nested=True, tags={"mtrec.kind": "reward"}):
+    tags = {"mtrec.kind": "reward", "backbone": str(backbone)}
+    name = f"reward_model {backbone}" if backbone else "reward_model"
+    with mlflow.start_run(run_name=name, nested=True, tags=tags):
         description = json.loads((reward_dir / "config.json").read_text())
         mlflow.log_params(flatten_params(description.get("metadata", {}).get("reward", {})))
         mlflow.log_params({"n_quantiles": description.get("n_quantiles")})

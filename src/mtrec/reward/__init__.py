@@ -6,4 +6,17 @@
 - `train`: `train_reward` (fit, early stop on validation loss, save).
 - `readout`: `read_out_rewards` (rewards for every exposure, summaries, plot data).
 - `alignment`: the MTRec alignment loss for guided recommenders.
+
+One reward model per recommender backbone (its encoder has the architecture of
+the recommender it guides), laid out by `reward_model_dir`.
 """
+
+from pathlib import Path
+
+QNETWORK = "qnetwork"
+IRL_ABLATION = "irl"
+
+
+def reward_model_dir(models: str | Path, backbone: str, ablation: bool = False) -> Path:
+    """<models>/reward/<backbone>/qnetwork (QR-IQL) or .../irl (the -IRL ablation)."""
+    return Path(models) / "reward" / backbone / (IRL_ABLATION if ablation else QNETWORK)

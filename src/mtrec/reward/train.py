@@ -245,6 +245,18 @@ def irl_ablation_config(config: RewardConfig) -> RewardConfig:
     return RewardConfig.model_validate(changed)
 
 
+def reward_runs(config: RewardConfig, models: Path, backbone: str) -> dict[Path, RewardConfig]:
+    """The reward models of `backbone`'s candidates, folder -> config: QR-IQL and,
+    with `irl_ablation`, its -IRL ablation (what the `irl` guidance reads)."""
+    from mtrec.reward import reward_model_dir
+
+    own = config.for_backbone(backbone)
+    runs = {reward_model_dir(models, backbone): own}
+    if config.irl_ablation:
+        runs[reward_model_dir(models, backbone, ablation=True)] = irl_ablation_config(own)
+    return runs
+
+
 def train_reward(
     config: RewardConfig, processed_dir: Path, out_dir: Path, progress: bool = True
 ) -> dict[str, Path]:

@@ -73,7 +73,7 @@ def train_seed(
     data: ProcessedData,
     out_dir: Path,
     seed: int,
-    rewards: pd.DataFrame | None = None,
+    rewards: pd.DataFrame | str | Path | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> SeedResult:
     """Train one seed of a candidate; the checkpoint is chosen on validation."""
@@ -101,6 +101,13 @@ def train_seed(
     if joined:
         if rewards is None:
             raise ValueError(f"guidance {guidance!r} needs {joined}: set recommender.rewards_path")
+        if not isinstance(rewards, pd.DataFrame):
+            if not Path(rewards).exists():
+                raise FileNotFoundError(
+                    f"guidance {guidance!r} needs {joined} from {rewards}: run "
+                    f"`mtrec train-reward --backbone {backbone}` and `mtrec read-out-rewards` first"
+                )
+            rewards = pd.read_parquet(rewards)
         train_frame = attach_exposure_columns(train_frame, "train", rewards, joined)
     windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
     valid_inputs = prepare_split(data, "valid", model_config.max_history)
@@ -146,8 +153,7 @@ def train_recommender(
     config.seeds) into `out_dir`; writes and returns its train_summary.json."""
     out_dir = Path(out_dir)
     data = load_processed(processed_dir)
-    rewards_path = rewards_path if rewards_path is not None else config.rewards_path
-    rewards = pd.read_parquet(rewards_path) if rewards_path is not None else None
+    rewards = rewards_path if rewards_path is not None else config.rewards_table(backbone)
     seeds = list(config.seeds if seeds is None else seeds)
     per_seed: dict[str, dict] = {}
     for seed in seeds:
