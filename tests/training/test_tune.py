@@ -1,0 +1,45 @@
+import json
+
+import pytest
+import torch
+
+from mtrec.config import GRU4RecConfig, RecommenderConfig, TrainConfig
+from mtrec.training.tune import tune_option
+
+
+def test_tuning_trains_each_value_and_picks_the_best_on_validation(toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = RecommenderConfig(
+        seeds=(0,),
+        gru4rec=GRU4RecConfig(max_history=6, dim=16, hidden_dim=16),
+        train=TrainConfig(max_epochs=2, batch_size=4, learning_rate=0.01, progress=False),
+        guidance_options={"adt-rce": {"reweight_negatives": False}},
+    )
+    report = tune_option(
+        config, "gru4rec", "adt-rce", "beta", [0.0, 0.5], toy_processed_dir, tmp_path, "NDCG@10"
+    )
+    assert [trial["beta"] for trial in report["trials"]] == [0.0, 0.5]
+    scores = {t["beta"]: t["valid_mean"]["NDCG@10"] for t in report["trials"]}
+    assert report["best"] == max(scores, key=scores.get)
+    # Each value really trained with its option (and kept the others).
+    for beta in (0.0, 0.5):
+        saved = json.loads((tmp_path / f"beta={beta}" / "train_summary.json").read_text())
+        assert saved["guidance"] == "adt-rce"
+    assert report["params"] == {
+        "recommender": {"guidance_options": {"adt-rce": {"beta": report["best"]}}}
+    }
+    assert json.loads((tmp_path / "tuning.json").read_text())["best"] == report["best"]
+    # Only validation is read: the report has no test metric.
+    assert "test" not in json.dumps(report).lower()
+
+
+def test_tuning_names_a_missing_criterion(toy_processed_dir, tmp_path):
+    config = RecommenderConfig(
+        seeds=(0,),
+        gru4rec=GRU4RecConfig(max_history=6, dim=8, hidden_dim=8),
+        train=TrainConfig(max_epochs=1, batch_size=4, progress=False),
+    )
+    with pytest.raises(KeyError, match="NOPE@10"):
+        tune_option(
+            config, "gru4rec", "adt-rce", "beta", [0.1], toy_processed_dir, tmp_path, "NOPE@10"
+        )
