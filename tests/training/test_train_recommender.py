@@ -223,3 +223,30 @@ def test_alignment_guidance_reads_rewards_and_moves_the_model(toy_processed_dir,
 
     guided, unguided = even_minus_odd("mtrec"), even_minus_odd("none")
     assert guided > unguided + 0.3
+
+
+def test_a_guidance_may_not_train_on_ratings_unless_registered_to(
+    toy_processed_dir, tmp_path, monkeypatch
+):
+    from mtrec.training import losses
+
+    class ReadsRatings(losses.BCELoss):
+        required_columns = ("rating",)
+
+    # The test's guidance lives in copies of the registry, gone after the test.
+    monkeypatch.setattr(losses, "GUIDANCES", dict(losses.GUIDANCES))
+    monkeypatch.setattr(losses, "SATISFACTION_GUIDANCES", set(losses.SATISFACTION_GUIDANCES))
+
+    def build(options, context):
+        return ReadsRatings(context)
+
+    # A new guidance that asks for the rating column: refused (ratings are for evaluation).
+    losses.register_guidance("test-reads-ratings")(build)
+    with pytest.raises(ValueError, match="may not train on satisfaction columns"):
+        train_recommender(_config(), "gru4rec", "test-reads-ratings", toy_processed_dir, tmp_path)
+    # Registered as a baseline that does, as its paper did: it trains.
+    losses.register_guidance("test-reads-ratings", trains_on_satisfaction=True)(build)
+    summary = train_recommender(
+        _config(max_epochs=1), "gru4rec", "test-reads-ratings", toy_processed_dir, tmp_path
+    )
+    assert summary["guidance"] == "test-reads-ratings"

@@ -8,9 +8,9 @@ only), scores every seed on the test split with
 `mtrec.evaluation.evaluate.evaluate_candidates`, and writes
 `<out_dir>/comparison.json` (per seed, mean and std) and a markdown table.
 
-What it adds over the DVC matrix + `mtrec evaluate`: a guidance that reads a
-satisfaction column is refused unless it is a baseline allowed to (see
-`TRAINS_ON_SATISFACTION`), and the table marks the rows that do.
+What it adds over the DVC matrix + `mtrec evaluate`: every guidance is checked
+before any training (training refuses a satisfaction column unless the guidance
+is registered as allowed to read one), and the table marks the rows that do.
 """
 
 from __future__ import annotations
@@ -24,29 +24,25 @@ from mtrec.config import EvaluateConfig, RecommenderConfig
 from mtrec.data.processed import load_processed
 from mtrec.evaluation.evaluate import evaluate_candidates
 from mtrec.models import build_model
-from mtrec.training.losses import LossContext, make_loss, required_columns
+from mtrec.training.losses import (
+    LossContext,
+    check_satisfaction_use,
+    make_loss,
+    required_columns,
+    trains_on_satisfaction,
+)
 from mtrec.training.recommender import candidate_name, train_recommender
 
-SATISFACTION_COLUMNS = ("rating", "watch_ratio", "true_reward", "satisfied")
 TABLE_METRICS = ("AUC", "GAUC", "NDCG@10", "HR@10", "NDCG_p@10", "HR_n@10", "dNDCG@10", "NCIS_lift")
 
 
-def trains_on_satisfaction(guidance: str) -> bool:
-    from mtrec.baselines.guidance import TRAINS_ON_SATISFACTION
-
-    return TRAINS_ON_SATISFACTION.get(guidance, False)
-
-
-def check_satisfaction_use(
-    config: RecommenderConfig, backbone: str, guidance: str, n_items: int
-) -> None:
-    """Refuse a guidance that would train on a satisfaction column it may not read."""
+def check_guidance(config: RecommenderConfig, backbone: str, guidance: str, n_items: int) -> None:
+    """Build the guidance's loss once, before any training: a bad option or a
+    satisfaction column it may not read fails fast (training checks it again)."""
     model = build_model(config.backbone_config(backbone), n_items)
     context = LossContext(model=model, catalogue_ce_weight=config.train.catalogue_ce_weight)
     loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
-    forbidden = [c for c in required_columns(loss) if c in SATISFACTION_COLUMNS]
-    if forbidden and not trains_on_satisfaction(guidance):
-        raise ValueError(f"guidance {guidance!r} may not train on satisfaction columns {forbidden}")
+    check_satisfaction_use(guidance, required_columns(loss))
 
 
 def _finite(value: float | None) -> float | None:
@@ -124,7 +120,7 @@ def compare_guidances(
     out_dir.mkdir(parents=True, exist_ok=True)
     n_items = load_processed(processed_dir).n_items
     for guidance in guidances:  # before any training: fail fast
-        check_satisfaction_use(config, backbone, guidance, n_items)
+        check_guidance(config, backbone, guidance, n_items)
     seeds = list(config.seeds if seeds is None else seeds)
     report: dict = {
         "backbone": backbone,

@@ -46,14 +46,6 @@ from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs
 from mtrec.training.losses import LossContext, catalogue_log_softmax, register_guidance
 
-# Guidance name -> whether it trains on a satisfaction signal (for the table).
-TRAINS_ON_SATISFACTION = {
-    "ntr": NotToRecommendConfig.trains_on_satisfaction,
-    "pnfrec": PNFRecConfig.trains_on_satisfaction,
-    "adt-tce": TruncatedLossConfig.trains_on_satisfaction,
-    "adt-rce": ReweightedLossConfig.trains_on_satisfaction,
-}
-
 
 def _catalogue_ce(
     context: LossContext, batch: WindowBatch, outputs: ExposureOutputs, slots: torch.Tensor
@@ -194,21 +186,21 @@ class PNFRecLoss(nn.Module):
         return self.branch.combine(terms)
 
 
-@register_guidance("ntr")
+@register_guidance("ntr", trains_on_satisfaction=NotToRecommendConfig.trains_on_satisfaction)
 def _ntr(options: Mapping[str, Any], context: LossContext) -> NotToRecommendLoss:
     return NotToRecommendLoss(NotToRecommendConfig.model_validate(dict(options)), context)
 
 
-@register_guidance("adt-tce")
+@register_guidance("adt-tce", trains_on_satisfaction=TruncatedLossConfig.trains_on_satisfaction)
 def _adt_tce(options: Mapping[str, Any], context: LossContext) -> TruncatedLoss:
     return TruncatedLoss(TruncatedLossConfig.model_validate(dict(options)), context)
 
 
-@register_guidance("adt-rce")
+@register_guidance("adt-rce", trains_on_satisfaction=ReweightedLossConfig.trains_on_satisfaction)
 def _adt_rce(options: Mapping[str, Any], context: LossContext) -> ReweightedLoss:
     return ReweightedLoss(ReweightedLossConfig.model_validate(dict(options)), context)
 
 
-@register_guidance("pnfrec")
+@register_guidance("pnfrec", trains_on_satisfaction=PNFRecConfig.trains_on_satisfaction)
 def _pnfrec(options: Mapping[str, Any], context: LossContext) -> PNFRecLoss:
     return PNFRecLoss(PNFRecConfig.model_validate(dict(options)), context)

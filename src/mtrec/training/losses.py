@@ -58,16 +58,45 @@ class LossContext:
 
 GuidanceFactory = Callable[[Mapping[str, Any], LossContext], Loss]
 GUIDANCES: dict[str, GuidanceFactory] = {}
+# Satisfaction signals are for evaluation: only a guidance registered with
+# `trains_on_satisfaction=True` (a literature baseline that does, as its paper
+# did) may train on these columns; every other guidance is refused.
+SATISFACTION_COLUMNS = ("rating", "watch_ratio", "true_reward", "satisfied")
+SATISFACTION_GUIDANCES: set[str] = set()
 # Modules imported before a lookup so their guidances can register themselves.
 GUIDANCE_PLUGINS: tuple[str, ...] = ("mtrec.baselines.guidance", "mtrec.reward.alignment")
 
 
-def register_guidance(name: str) -> Callable[[GuidanceFactory], GuidanceFactory]:
+def register_guidance(
+    name: str, trains_on_satisfaction: bool = False
+) -> Callable[[GuidanceFactory], GuidanceFactory]:
     def decorator(factory: GuidanceFactory) -> GuidanceFactory:
         GUIDANCES[name] = factory
+        if trains_on_satisfaction:
+            SATISFACTION_GUIDANCES.add(name)
+        else:
+            SATISFACTION_GUIDANCES.discard(name)
         return factory
 
     return decorator
+
+
+def trains_on_satisfaction(name: str) -> bool:
+    """Whether guidance `name` is registered as training on a satisfaction signal."""
+    if name not in GUIDANCES:
+        _load_plugins()
+    return name in SATISFACTION_GUIDANCES
+
+
+def check_satisfaction_use(name: str, columns: tuple[str, ...] | list[str]) -> None:
+    """Refuse a guidance that would train on a satisfaction column it may not read."""
+    forbidden = [c for c in columns if c in SATISFACTION_COLUMNS]
+    if forbidden and not trains_on_satisfaction(name):
+        raise ValueError(
+            f"guidance {name!r} may not train on satisfaction columns {forbidden}: they are "
+            "for evaluation (register it with trains_on_satisfaction=True if, like a "
+            "literature baseline, it is meant to)"
+        )
 
 
 def _load_plugins() -> None:

@@ -26,7 +26,13 @@ from mtrec.data.sequences import build_windows
 from mtrec.evaluation.evaluate import prepare_split, resolve_device, score_split
 from mtrec.models import build_model, save_model
 from mtrec.training.loop import EpochCallback, FitResult, fit, seed_everything
-from mtrec.training.losses import LossContext, TrainingClock, make_loss, required_columns
+from mtrec.training.losses import (
+    LossContext,
+    TrainingClock,
+    check_satisfaction_use,
+    make_loss,
+    required_columns,
+)
 
 SUMMARY_FILE = "train_summary.json"
 
@@ -93,6 +99,7 @@ def train_seed(
     )
     loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
     columns = required_columns(loss)
+    check_satisfaction_use(guidance, columns)
     train_frame = data.train
     # Columns the guidance asks for come from the training exposures when they
     # have them (e.g. a baseline that declares it trains on `rating`), else
