@@ -5,19 +5,36 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrec.serving.runtime import (
-    RecommenderRuntime,
-    RequestError,
-    RewardModelMissing,
-    cvar_of_quantiles,
-)
+from mtrec.serving.runtime import RecommenderRuntime, RequestError, RewardModelMissing
 
 
-def test_cvar_of_quantiles_by_hand():
-    quantiles = torch.tensor([[-2.0, -1.0, 0.0, 1.0, 2.0]])
-    assert cvar_of_quantiles(quantiles, 0.2).item() == pytest.approx(-2.0)
-    assert cvar_of_quantiles(quantiles, 0.4).item() == pytest.approx(-1.5)
-    assert cvar_of_quantiles(quantiles, 1.0).item() == pytest.approx(0.0)
+def test_served_reward_is_the_pipelines_expected_next_read_out(tiny_models, tmp_path):
+    """/mental_reward = lambda_k(s, 1) - gamma E_i'[V(s')] with i' from the saved
+    display distribution and the saved gamma / CVaR level (mtrec.reward.readout)."""
+    import shutil
+
+    from mtrec.reward.losses import soft_value
+    from mtrec.reward.qnetwork import load_qnetwork, save_next_item_distribution
+
+    reward_dir = tmp_path / "reward"
+    shutil.copytree(tiny_models["reward"], reward_dir)
+    only_item_7 = torch.zeros(31, dtype=torch.float64)
+    only_item_7[7] = 1.0  # every next displayed item i' is item 7
+    save_next_item_distribution(reward_dir, only_item_7)
+    runtime = RecommenderRuntime.load(tiny_models["sasrec-none"][0], reward_dir, device="cpu")
+    answer = runtime.mental_reward(["m1", "m2"], ["m3"])
+
+    network = load_qnetwork(reward_dir)
+    with torch.no_grad():
+        now = network(torch.tensor([[1, 2]]), torch.tensor([[3]]), torch.tensor([[2]]))
+        after = network(torch.tensor([[1, 2, 3]]), torch.tensor([[7]]), torch.tensor([[3]]))
+    expected = now[0, 0, 1] - 0.9 * soft_value(after[0])  # gamma 0.9 saved with the model
+    got = answer["items"][0]
+    assert got["quantiles"] == pytest.approx(sorted(expected.tolist()), abs=1e-5)
+    assert got["mean"] == pytest.approx(expected.mean().item(), abs=1e-5)
+    assert answer["cvar_level"] == 0.3  # the read-out's default, not a serving constant
+    lowest_two = sorted(expected.tolist())[:2]  # CVaR at 0.3 of N = 5: ceil(1.5) = 2 quantiles
+    assert got["cvar"] == pytest.approx(sum(lowest_two) / 2, abs=1e-5)
 
 
 def test_without_reward_model_mental_reward_is_refused(tiny_models):

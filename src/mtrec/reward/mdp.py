@@ -155,3 +155,10 @@ def window_starts(n_rows: int, window: int) -> torch.Tensor:
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     return torch.arange(0, n_rows, window)
+
+
+def display_distribution(train: pd.DataFrame, n_items: int) -> torch.Tensor:
+    """How often each item was shown in train (all exposures, any response): [n_items + 1]."""
+    counts = np.bincount(train["item_idx"].to_numpy(), minlength=n_items + 1).astype(np.float64)
+    counts[0] = 0.0
+    return torch.from_numpy(counts / counts.sum())

@@ -112,3 +112,21 @@ def load_qnetwork(folder: Path, device: torch.device | str = "cpu") -> RewardQNe
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     return network.to(device).eval()
+
+
+# The training log's display distribution over items ([n_items + 1], index 0 = 0):
+# where the expected-next-value read-out draws the next displayed item i' from,
+# saved with the model so that serving draws from the same distribution.
+NEXT_ITEMS_FILE = "next_items.pt"
+
+
+def save_next_item_distribution(folder: Path, probabilities: torch.Tensor) -> Path:
+    path = Path(folder) / NEXT_ITEMS_FILE
+    torch.save(probabilities.detach().cpu().to(torch.float64), path)
+    return path
+
+
+def load_next_item_distribution(folder: Path) -> torch.Tensor | None:
+    """The saved distribution, or None for a model saved without one."""
+    path = Path(folder) / NEXT_ITEMS_FILE
+    return torch.load(path, weights_only=True) if path.exists() else None

@@ -36,7 +36,7 @@ from mtrec.config import RewardConfig
 from mtrec.evaluation.metrics import auc, spearman
 from mtrec.reward.calibration import calibration_report
 from mtrec.reward.losses import q_values, soft_value
-from mtrec.reward.mdp import ExposureMDP, build_mdp, concat_splits
+from mtrec.reward.mdp import ExposureMDP, build_mdp, concat_splits, display_distribution
 from mtrec.reward.qnetwork import RewardQNetwork, load_qnetwork
 from mtrec.reward.train import behaviour_only, resolve_device, transition_quantiles
 
@@ -87,13 +87,6 @@ def expected_next_values(
         quantiles = network(positives, next_items, state_index)  # [R, M, 2, N]
         values.append(soft_value(quantiles.flatten(0, 1)).view_as(next_items).mean(dim=1))
     return torch.stack(values, dim=1)
-
-
-def display_distribution(train: pd.DataFrame, n_items: int) -> torch.Tensor:
-    """How often each item was shown in train (all exposures, any response): [n_items + 1]."""
-    counts = np.bincount(train["item_idx"].to_numpy(), minlength=n_items + 1).astype(np.float64)
-    counts[0] = 0.0
-    return torch.from_numpy(counts / counts.sum())
 
 
 @torch.no_grad()

@@ -21,8 +21,14 @@ from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
 from mtrec.reward.losses import LossParts, iq_learn_chi2_loss, q_values, qr_iql_loss
-from mtrec.reward.mdp import ExposureMDP, build_mdp, concat_splits, window_starts
-from mtrec.reward.qnetwork import RewardQNetwork, save_qnetwork
+from mtrec.reward.mdp import (
+    ExposureMDP,
+    build_mdp,
+    concat_splits,
+    display_distribution,
+    window_starts,
+)
+from mtrec.reward.qnetwork import RewardQNetwork, save_next_item_distribution, save_qnetwork
 
 # Columns the reward model may read: never a satisfaction signal.
 BEHAVIOUR_COLUMNS = ["user_idx", "item_idx", "timestamp", "response"]
@@ -285,6 +291,7 @@ def train_reward(
             "best_epoch": min(history, key=lambda r: r["valid_loss"])["epoch"],
         },
     )
+    save_next_item_distribution(out_dir, display_distribution(processed.train, processed.n_items))
     pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
     (out_dir / "train_summary.json").write_text(
         json.dumps({"train_seconds": seconds, "epochs": len(history), "history": history}, indent=2)

@@ -7,7 +7,6 @@ reward Q-network (`mtrec.reward.qnetwork`). Imports nothing from training.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,37 @@ class RuntimeLimits:
     max_items_per_request: int = 1000
     # Next displayed items sampled to estimate E_{i'}[V(h + [i], i')] in the read-out.
     reward_next_items: int = 16
-    # CVaR level: mean of the lowest `cvar_level` share of the reward quantiles.
-    cvar_level: float = 0.2
 
 
-def cvar_of_quantiles(quantiles: torch.Tensor, level: float) -> torch.Tensor:
-    """[..., N] sorted quantile locations -> [...] mean of the lowest ceil(level*N)."""
-    count = max(1, math.ceil(level * quantiles.shape[-1]))
-    return quantiles[..., :count].mean(dim=-1)
+@dataclass(frozen=True)
+class RewardModel:
+    """The packaged mental reward model and the read-out settings it was trained
+    with (the pipeline's read-out uses the same: METHOD.md §6, `mtrec.reward.readout`)."""
+
+    network: torch.nn.Module
+    gamma: float = 0.9
+    cvar_level: float = 0.3
+    # Distribution of the next displayed item i' (the training log's; None: uniform).
+    next_items: torch.Tensor | None = None
+
+    @classmethod
+    def load(cls, folder: Path, device: torch.device) -> RewardModel:
+        from mtrec.config import RewardConfig
+        from mtrec.reward.qnetwork import (
+            load_next_item_distribution,
+            load_qnetwork,
+            read_qnetwork_description,
+        )
+
+        metadata = read_qnetwork_description(folder).get("metadata") or {}
+        saved = metadata.get("reward") or {}
+        defaults = RewardConfig()
+        return cls(
+            load_qnetwork(folder, device=device),
+            float(saved.get("gamma", defaults.gamma)),
+            float(saved.get("cvar_level", defaults.cvar_level)),
+            load_next_item_distribution(folder),
+        )
 
 
 class RecommenderRuntime:
@@ -53,8 +75,7 @@ class RecommenderRuntime:
         self,
         model: torch.nn.Module,
         item_ids: list[str] | None,
-        reward_network: torch.nn.Module | None = None,
-        reward_gamma: float = 0.9,
+        reward: RewardModel | None = None,
         limits: RuntimeLimits | None = None,
         description: dict | None = None,
     ) -> None:
@@ -63,8 +84,7 @@ class RecommenderRuntime:
         # Without items.json the ids are the model's own indices, as strings.
         self.item_ids = item_ids or [str(i) for i in range(1, self.n_items + 1)]
         self.index_of = {item_id: idx for idx, item_id in enumerate(self.item_ids, start=1)}
-        self.reward_network = reward_network
-        self.reward_gamma = reward_gamma
+        self.reward = reward
         self.limits = limits or RuntimeLimits()
         self.description = description or {}
         self.device = next(model.parameters()).device
@@ -78,21 +98,20 @@ class RecommenderRuntime:
         device: str | torch.device | None = None,
     ) -> RecommenderRuntime:
         model = load_model(model_dir, device=device)
-        reward_network, gamma = None, 0.9
+        reward = None
         if reward_dir is not None and Path(reward_dir, "config.json").exists():
-            from mtrec.reward.qnetwork import load_qnetwork, read_qnetwork_description
-
-            reward_network = load_qnetwork(Path(reward_dir), device=next(model.parameters()).device)
-            metadata = read_qnetwork_description(Path(reward_dir)).get("metadata") or {}
-            gamma = float((metadata.get("reward") or {}).get("gamma", metadata.get("gamma", gamma)))
+            reward = RewardModel.load(Path(reward_dir), next(model.parameters()).device)
         return cls(
             model,
             load_item_ids(model_dir),
-            reward_network,
-            gamma,
+            reward,
             limits,
             read_model_description(model_dir),
         )
+
+    @property
+    def reward_network(self) -> torch.nn.Module | None:
+        return self.reward.network if self.reward is not None else None
 
     # --- request checks -------------------------------------------------------
 
@@ -167,7 +186,7 @@ class RecommenderRuntime:
         summary = self._reward_summary(history, items)
         return {
             "quantile_levels": summary["levels"],
-            "cvar_level": self.limits.cvar_level,
+            "cvar_level": self.reward.cvar_level,
             "items": [
                 {
                     "item_id": self.item_ids[idx - 1],
@@ -183,11 +202,16 @@ class RecommenderRuntime:
     def _reward_summary(self, history: list[int], items: list[int]) -> dict[str, Any]:
         """Read-out for a click on each item: r_k(s, 1) = lambda_k(s, 1) - gamma E_i'[V(s')].
 
-        s = (h, i); s' = (h + [i], i') with i' sampled uniformly (fixed seed),
-        the expected next value of METHOD.md §6 (the observed next item is
-        unknown at serving time).
+        s = (h, i); s' = (h + [i], i') with i' drawn from the training log's display
+        distribution (fixed seed), V(s') = logsumexp_a Q(s', a): the expected-next-value
+        read-out of METHOD.md §6, as `mtrec.reward.readout` computes it (the observed
+        next item is unknown at serving time).
         """
-        network = self.reward_network
+        from mtrec.reward.losses import soft_value
+        from mtrec.reward.readout import cvar_of_quantiles
+
+        reward = self.reward
+        network = reward.network
         n_items = len(items)
         hist = self._history_tensor(history)  # [1, L]
         length = len(history)
@@ -200,23 +224,27 @@ class RecommenderRuntime:
         if length:
             extended[:, :length] = hist[0, :length]
         extended[:, length] = item_tensor[0]
-        next_items = torch.randint(
-            1,
-            self.n_items + 1,
-            (1, self.limits.reward_next_items),
+        draw = reward.next_items
+        if draw is None:  # a model saved without its log's distribution: uniform
+            draw = torch.ones(self.n_items + 1, dtype=torch.float64)
+            draw[0] = 0.0
+        next_items = torch.multinomial(
+            draw,
+            self.limits.reward_next_items,
+            replacement=True,
             generator=torch.Generator().manual_seed(0),  # same request, same answer
         ).to(self.device)
         next_items = next_items.expand(n_items, -1)  # [M, S]
         next_state = torch.full_like(next_items, length + 1)
         next_quantiles = network(extended, next_items, next_state)  # [M, S, 2, N]
-        next_value = torch.logsumexp(next_quantiles, dim=2).mean(dim=1)  # [M, N] per quantile
+        next_value = soft_value(next_quantiles.flatten(0, 1)).view(n_items, -1).mean(dim=1)
 
-        quantiles = now - self.reward_gamma * next_value
+        quantiles = now - reward.gamma * next_value.unsqueeze(-1)  # [M, N]
         quantiles, _ = torch.sort(quantiles, dim=-1)
         n_quantiles = quantiles.shape[-1]
         return {
             "levels": [(2 * k - 1) / (2 * n_quantiles) for k in range(1, n_quantiles + 1)],
             "quantiles": quantiles.cpu(),
             "mean": quantiles.mean(dim=-1).cpu(),
-            "cvar": cvar_of_quantiles(quantiles, self.limits.cvar_level).cpu(),
+            "cvar": cvar_of_quantiles(quantiles, reward.cvar_level).cpu(),
         }
