@@ -1,7 +1,7 @@
 """Serving latency and throughput: `bentoml serve` over loopback HTTP vs the model in-process.
 
     python benchmarks/bench_serving.py --model-dir models/sasrec-none/seed_0/best \
-        [--reward-dir models/reward/qnetwork] [--requests 200] [--concurrency 1 8 32]
+        [--reward-dir models/reward/<backbone>/qnetwork] [--requests 200] [--concurrency 1 8 32]
 
 Without --model-dir it packages nothing and uses the registry's champion
 (params.yaml `tracking`). The model is imported into a temporary BENTOML_HOME

@@ -3,7 +3,7 @@
     L_align = -E[F(i|h) r(s, 1) + (1 - F(i|h)) r(s, 0)]
     L       = L_BCE + beta * L_align
 
-The per-exposure rewards come from `rewards.parquet` (the read-out), joined
+The per-exposure rewards come from `rewards/<backbone>.parquet` (the read-out), joined
 onto the training exposures by the training step (keys `split`, `split_row`)
 and handed to the loss as `batch.extras[column]`. Guidances registered here:
 
@@ -33,7 +33,7 @@ from mtrec.training.losses import (
     register_guidance,
 )
 
-# Guidance name -> (column of r(s, 1), column of r(s, 0)) in rewards.parquet.
+# Guidance name -> (column of r(s, 1), column of r(s, 0)) in the read-out table.
 GUIDANCE_COLUMNS: dict[str, tuple[str, str]] = {
     "mtrec": ("reward_pos_mean_z", "reward_neg_mean_z"),
     "mtrec-cvar": ("reward_pos_cvar_z", "reward_neg_cvar_z"),

@@ -44,7 +44,7 @@ def candidate_name(backbone: str, guidance: str) -> str:
 def attach_exposure_columns(
     frame: pd.DataFrame, split: str, table: pd.DataFrame, columns: Sequence[str]
 ) -> pd.DataFrame:
-    """Join per-exposure columns (e.g. rewards.parquet, keyed by `split` and
+    """Join per-exposure columns (e.g. rewards/<backbone>.parquet, keyed by `split` and
     `split_row` = row order within the split) onto one split's exposures."""
     missing = [c for c in ("split", "split_row", *columns) if c not in table.columns]
     if missing:
@@ -103,7 +103,7 @@ def train_seed(
     train_frame = data.train
     # Columns the guidance asks for come from the training exposures when they
     # have them (e.g. a baseline that declares it trains on `rating`), else
-    # from the per-exposure table (rewards.parquet).
+    # from the per-exposure table (rewards/<backbone>.parquet).
     joined = [c for c in columns if c not in train_frame.columns]
     if joined:
         if rewards is None:
