@@ -11,8 +11,9 @@ Layout written under `out_dir` (= `<models>/<backbone>-<guidance>`):
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def train_seed(
     data: ProcessedData,
     out_dir: Path,
     seed: int,
-    rewards: pd.DataFrame | str | Path | None = None,
+    rewards: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> SeedResult:
     """Train one seed of a candidate; the checkpoint is chosen on validation."""
@@ -108,13 +109,8 @@ def train_seed(
     if joined:
         if rewards is None:
             raise ValueError(f"guidance {guidance!r} needs {joined}: set recommender.rewards_path")
-        if not isinstance(rewards, pd.DataFrame):
-            if not Path(rewards).exists():
-                raise FileNotFoundError(
-                    f"guidance {guidance!r} needs {joined} from {rewards}: run "
-                    f"`mtrec train-reward --backbone {backbone}` and `mtrec read-out-rewards` first"
-                )
-            rewards = pd.read_parquet(rewards)
+        if callable(rewards):
+            rewards = rewards()
         train_frame = attach_exposure_columns(train_frame, "train", rewards, joined)
     windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
     valid_inputs = prepare_split(data, "valid", model_config.max_history)
@@ -160,7 +156,8 @@ def train_recommender(
     config.seeds) into `out_dir`; writes and returns its train_summary.json."""
     out_dir = Path(out_dir)
     data = load_processed(processed_dir)
-    rewards = rewards_path if rewards_path is not None else config.rewards_table(backbone)
+    table = rewards_path if rewards_path is not None else config.rewards_table(backbone)
+    rewards = None if table is None else _reward_table_reader(Path(table), backbone)
     seeds = list(config.seeds if seeds is None else seeds)
     per_seed: dict[str, dict] = {}
     for seed in seeds:
@@ -187,6 +184,22 @@ def train_recommender(
     }
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _reward_table_reader(path: Path, backbone: str) -> Callable[[], pd.DataFrame]:
+    """Reads the per-exposure reward table on first use only (a guidance without
+    reward columns never opens it), then hands every seed the same frame."""
+
+    @functools.cache
+    def read() -> pd.DataFrame:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} does not exist: run `mtrec train-reward --backbone {backbone}` "
+                f"and `mtrec read-out-rewards --backbone {backbone}` first"
+            )
+        return pd.read_parquet(path)
+
+    return read
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
