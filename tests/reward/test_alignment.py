@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from mtrec.config import SASRecConfig
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import build_model
 from mtrec.reward.alignment import GUIDANCE_COLUMNS, alignment_loss
+from mtrec.reward.readout import cvar_columns
 from mtrec.training import LossContext, make_loss
 
 
@@ -67,3 +70,32 @@ def test_alignment_options_are_validated():
     model = build_model(SASRecConfig(max_history=3, dim=8, n_layers=1, n_heads=1, ffn_dim=8), 6)
     with pytest.raises(ValueError):
         make_loss("mtrec", {"betta": 0.5}, LossContext(model=model))
+
+
+def test_cvar_level_q_is_an_option_of_mtrec_cvar_only():
+    model = build_model(SASRecConfig(max_history=3, dim=8, n_layers=1, n_heads=1, ffn_dim=8), 6)
+    context = LossContext(model=model)
+    default = make_loss("mtrec-cvar", {"beta": 0.5}, context)
+    assert default.required_columns == GUIDANCE_COLUMNS["mtrec-cvar"]
+    table = pd.DataFrame({"split": ["train"] * 2, "reward_pos_cvar_z": 0.0})
+    assert default.prepare_table(table) is table  # the read-out's column, nothing derived
+    tuned = make_loss("mtrec-cvar", {"beta": 0.5, "q": 0.5}, context)
+    assert tuned.required_columns == cvar_columns(0.5)
+    table = pd.DataFrame(
+        {
+            "split": ["train", "train"],
+            "reward_pos_q01": [1.0, -3.0],
+            "reward_pos_q02": [3.0, 1.0],
+            "reward_neg_q01": [0.0, 0.0],
+            "reward_neg_q02": [0.0, 0.0],
+        }
+    )
+    prepared = tuned.prepare_table(table)
+    # CVaR_0.5 of two quantiles = the lower one: pos [1, -3], neg [0, 0]; pooled
+    # over [1, -3, 0, 0]: mean -0.5, std sqrt((1.5^2 + 2.5^2 + 2 * 0.5^2) / 4) = 1.5
+    np.testing.assert_allclose(prepared[cvar_columns(0.5)[0]], [1.0, -2.5 / 1.5])
+    np.testing.assert_allclose(prepared[cvar_columns(0.5)[1]], [0.5 / 1.5, 0.5 / 1.5])
+    with pytest.raises(ValueError):
+        make_loss("mtrec", {"beta": 0.5, "q": 0.5}, context)
+    with pytest.raises(ValueError):
+        make_loss("mtrec-cvar", {"q": 0.0}, context)

@@ -12,7 +12,7 @@ import torch
 from mtrec.config import GRU4RecConfig, RewardConfig
 from mtrec.data.processed import load_processed
 from mtrec.reward.qnetwork import load_qnetwork
-from mtrec.reward.readout import KEY_COLUMNS, read_out_rewards
+from mtrec.reward.readout import KEY_COLUMNS, cvar_columns, read_out_rewards, with_cvar_columns
 from mtrec.reward.train import train_reward
 from mtrec.training.recommender import attach_exposure_columns
 
@@ -89,6 +89,24 @@ def test_rewards_cover_every_exposure_with_keys_and_sorted_quantiles(trained, to
     assert "irl_reward_pos_mean_z" in rewards.columns
     # Terminal rows: the read-out uses no next state there.
     assert (rewards.loc[rewards["terminal"], "next_value"] == 0).all()
+
+
+def test_cvar_at_any_level_comes_from_the_stored_quantiles(trained):
+    """`mtrec-cvar`'s q is a training option: the CVaR at the read-out's own level,
+    re-derived from the stored quantiles, equals the stored column, and at q = 1
+    it is the mean reward."""
+    _, outputs = trained
+    rewards = pd.read_parquet(outputs["rewards"])
+    for level, stored in ((toy_config().cvar_level, "cvar"), (1.0, "mean")):
+        derived = with_cvar_columns(rewards, level)
+        for action, column in zip(("pos", "neg"), cvar_columns(level), strict=True):
+            np.testing.assert_allclose(
+                derived[column], rewards[f"reward_{action}_{stored}_z"], atol=1e-4
+            )
+    low, high = with_cvar_columns(rewards, 0.25), with_cvar_columns(rewards, 1.0)
+    assert not np.allclose(low[cvar_columns(0.25)[0]], high[cvar_columns(1.0)[0]])
+    with pytest.raises(KeyError, match="quantile columns"):
+        with_cvar_columns(rewards.drop(columns=[c for c in rewards if "_pos_q0" in c]), 0.5)
 
 
 def test_disappointing_item_gets_a_lower_reward(trained):

@@ -184,10 +184,18 @@ def test_a_loss_with_its_own_parameters_is_optimised_and_checkpointed(toy_proces
     assert load_model(summary["seeds"]["0"]["model_dir"], device="cpu").kind == "sasrec"
 
 
-def test_alignment_guidance_reads_rewards_and_moves_the_model(toy_processed_dir, tmp_path):
+@pytest.mark.parametrize(
+    "guidance, options",
+    [("mtrec", {"beta": 2.0}), ("mtrec-cvar", {"beta": 2.0, "q": 0.5})],
+    ids=["mtrec", "mtrec-cvar-q"],
+)
+def test_alignment_guidance_reads_rewards_and_moves_the_model(
+    toy_processed_dir, tmp_path, guidance, options
+):
     """The `mtrec` guidance (registered by mtrec.reward) gets r(s,1), r(s,0)
     joined from a rewards table by (split, split_row); rewarding even items
-    raises their predicted click probability relative to the BCE-only model."""
+    raises their predicted click probability relative to the BCE-only model.
+    `mtrec-cvar` with a q of its own derives its columns from the quantiles."""
     torch.set_num_threads(1)
     data = load_processed(toy_processed_dir)
     train = data.train
@@ -200,11 +208,15 @@ def test_alignment_guidance_reads_rewards_and_moves_the_model(toy_processed_dir,
             "item_idx": train["item_idx"],
             "reward_pos_mean_z": np.where(even, 2.0, -2.0),
             "reward_neg_mean_z": 0.0,
+            "reward_pos_q01": np.where(even, 1.0, -3.0),
+            "reward_pos_q02": np.where(even, 3.0, -1.0),
+            "reward_neg_q01": 0.0,
+            "reward_neg_q02": 0.0,
         }
     )
     rewards_path = tmp_path / "rewards.parquet"
     rewards.to_parquet(rewards_path)
-    config = _config(max_epochs=3).model_copy(update={"guidance_options": {"mtrec": {"beta": 2.0}}})
+    config = _config(max_epochs=3).model_copy(update={"guidance_options": {guidance: options}})
 
     def even_minus_odd(guidance):
         summary = train_recommender(
@@ -221,7 +233,7 @@ def test_alignment_guidance_reads_rewards_and_moves_the_model(toy_processed_dir,
         test_even = (data.test["item_idx"] % 2 == 0).to_numpy()
         return probs[test_even].mean() - probs[~test_even].mean()
 
-    guided, unguided = even_minus_odd("mtrec"), even_minus_odd("none")
+    guided, unguided = even_minus_odd(guidance), even_minus_odd("none")
     assert guided > unguided + 0.3
 
 

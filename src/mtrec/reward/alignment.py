@@ -8,7 +8,9 @@ onto the training exposures by the training step (keys `split`, `split_row`)
 and handed to the loss as `batch.extras[column]`. Guidances registered here:
 
     mtrec           mean reward r(s, a)           (z-scored on train)
-    mtrec-cvar      CVaR_q of r(s, a)             (risk-sensitive; ours)
+    mtrec-cvar      CVaR_q of r(s, a)             (risk-sensitive; ours). Option `q`:
+                    the risk level, derived at training time from the stored
+                    quantiles; unset = the read-out's `reward.cvar_level`
     mtrec-expected  expected-next-value read-out  (ours; METHOD.md section 6)
     irl             mean reward of the -IRL model (columns prefixed `irl_`)
 """
@@ -19,12 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs
-from mtrec.reward.readout import IRL_PREFIX
+from mtrec.reward.readout import IRL_PREFIX, cvar_columns, with_cvar_columns
 from mtrec.training.losses import (
     LossContext,
     catalogue_ce,
@@ -60,6 +63,12 @@ class AlignmentOptions(BaseModel):
     beta: float = Field(0.1, ge=0.0)
 
 
+class CVaROptions(AlignmentOptions):
+    # Lower-tail CVaR level q of the reward distribution (tune on validation);
+    # None = the column the read-out stored at `reward.cvar_level`.
+    q: float | None = Field(None, gt=0.0, le=1.0)
+
+
 @dataclass
 class AlignedBCELoss:
     """BCE (+ catalogue CE when its weight is > 0) + beta * L_align."""
@@ -68,10 +77,18 @@ class AlignedBCELoss:
     beta: float
     reward_positive_column: str
     reward_negative_column: str
+    # Set when the reward columns are the CVaR at this level, derived from the
+    # stored quantiles by `prepare_table` rather than read from the table.
+    cvar_level: float | None = None
 
     @property
     def required_columns(self) -> tuple[str, str]:
         return (self.reward_positive_column, self.reward_negative_column)
+
+    def prepare_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        if self.cvar_level is None or set(self.required_columns) <= set(table.columns):
+            return table
+        return with_cvar_columns(table, self.cvar_level)
 
     def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
@@ -92,8 +109,13 @@ def _factory(name: str):
     positive, negative = GUIDANCE_COLUMNS[name]
 
     def build(options: Mapping[str, Any], context: LossContext) -> AlignedBCELoss:
-        parsed = AlignmentOptions.model_validate(dict(options))
-        return AlignedBCELoss(context, parsed.beta, positive, negative)
+        if name != "mtrec-cvar":
+            parsed = AlignmentOptions.model_validate(dict(options))
+            return AlignedBCELoss(context, parsed.beta, positive, negative)
+        cvar = CVaROptions.model_validate(dict(options))
+        if cvar.q is None:
+            return AlignedBCELoss(context, cvar.beta, positive, negative)
+        return AlignedBCELoss(context, cvar.beta, *cvar_columns(cvar.q), cvar_level=cvar.q)
 
     build.__name__ = f"_{name.replace('-', '_')}"
     return build

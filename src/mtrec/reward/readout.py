@@ -164,6 +164,38 @@ def add_normalised(rewards: pd.DataFrame) -> dict[str, dict[str, float]]:
     return statistics
 
 
+def cvar_columns(level: float) -> tuple[str, str]:
+    """Names of the z-scored CVaR_level columns of r(s, 1) and r(s, 0) that
+    `with_cvar_columns` derives (the read-out itself stores `reward_*_cvar_z`
+    at `reward.cvar_level` only)."""
+    return (f"reward_pos_cvar@{level:g}_z", f"reward_neg_cvar@{level:g}_z")
+
+
+def with_cvar_columns(rewards: pd.DataFrame, level: float) -> pd.DataFrame:
+    """`rewards` plus the CVaR at `level` of r(s, 1) and r(s, 0), computed from the
+    stored reward quantiles `reward_{pos,neg}_qNN` and z-scored like
+    `add_normalised` (train rows, both actions pooled). This makes the risk level
+    q a training option, tunable on validation without re-reading the rewards."""
+    values = {}
+    for action in ("pos", "neg"):
+        names = sorted(c for c in rewards.columns if re.fullmatch(rf"reward_{action}_q\d+", c))
+        if not names:
+            raise KeyError(
+                f"the reward table has no quantile columns reward_{action}_qNN to take a CVaR "
+                "of (an -IRL-only read-out has one quantile; read out the QR-IQL model)"
+            )
+        quantiles = torch.from_numpy(rewards[names].to_numpy(np.float64))
+        values[action] = cvar_of_quantiles(quantiles, level).numpy()
+    train = (rewards["split"] == "train").to_numpy()
+    pooled = np.concatenate([values["pos"][train], values["neg"][train]])
+    mean, std = float(pooled.mean()), float(pooled.std())
+    std = std if std > 0 else 1.0
+    positive, negative = cvar_columns(level)
+    return rewards.assign(
+        **{positive: (values["pos"] - mean) / std, negative: (values["neg"] - mean) / std}
+    )
+
+
 # Read-outs whose AUC against satisfaction the summary reports: name -> score.
 def readout_scores(rewards: pd.DataFrame) -> dict[str, np.ndarray]:
     return {

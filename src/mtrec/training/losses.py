@@ -10,7 +10,10 @@ gives the model, the base-loss weights and the training clock.
 
 A loss that needs per-exposure columns (e.g. rewards r(s,1), r(s,0)) lists
 them in an attribute `required_columns`; the train step then joins them onto
-the training exposures and they arrive as `batch.extras[name]` [W, M].
+the training exposures and they arrive as `batch.extras[name]` [W, M]. When
+some of those columns are derived from the table rather than stored in it, the
+loss also has `prepare_table(table) -> table`, called once before the join
+(e.g. MTRec's CVaR at a level other than the read-out's).
 
 Guidances that live in other packages register themselves on import: the
 comparison rows (`mtrec.baselines.guidance`: not-to-recommend, T-CE, R-CE,
@@ -26,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
@@ -120,6 +124,12 @@ def make_loss(name: str, options: Mapping[str, Any], context: LossContext) -> Lo
 
 def required_columns(loss: Loss) -> tuple[str, ...]:
     return tuple(getattr(loss, "required_columns", ()))
+
+
+def prepare_table(loss: Loss, table: pd.DataFrame) -> pd.DataFrame:
+    """The per-exposure table with the columns `loss` derives from it (if any)."""
+    prepare = getattr(loss, "prepare_table", None)
+    return table if prepare is None else prepare(table)
 
 
 # ---------------------------------------------------------------- loss pieces

@@ -32,6 +32,7 @@ from mtrec.training.losses import (
     TrainingClock,
     check_satisfaction_use,
     make_loss,
+    prepare_table,
     required_columns,
 )
 
@@ -111,7 +112,8 @@ def train_seed(
             raise ValueError(f"guidance {guidance!r} needs {joined}: set recommender.rewards_path")
         if callable(rewards):
             rewards = rewards()
-        train_frame = attach_exposure_columns(train_frame, "train", rewards, joined)
+        table = prepare_table(loss, rewards)
+        train_frame = attach_exposure_columns(train_frame, "train", table, joined)
     windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
     valid_inputs = prepare_split(data, "valid", model_config.max_history)
     evaluate_config = EvaluateConfig(
