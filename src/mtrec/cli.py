@@ -167,11 +167,12 @@ def train_recommender_command(
     summary = train_recommender(
         config, backbone, guidance, p.paths.processed, out_dir, seeds=seed or None
     )
+    monitor = summary["monitor"]
     for run_seed, result in summary["seeds"].items():
-        valid = result["valid"].get(config.train.monitor)
+        valid = result["valid"].get(monitor)
         typer.echo(
             f"{name} seed {run_seed}: best epoch {result['best_epoch']}, "
-            f"valid {config.train.monitor} {valid}, {result['seconds_per_epoch']:.1f} s/epoch"
+            f"valid {monitor} {valid}, {result['seconds_per_epoch']:.1f} s/epoch"
         )
 
 

@@ -449,9 +449,27 @@ class RecommenderConfig(StrictModel):
     gru4rec: GRU4RecConfig = GRU4RecConfig()
     din: DINConfig = DINConfig()
     train: TrainConfig = TrainConfig()
+    # Per-backbone changes to `train` (e.g. {sasrec: {catalogue_ce_weight: 1.0,
+    # patience: 10}}), so one matrix can train each backbone with its own recipe.
+    train_overrides: dict[Literal["sasrec", "gru4rec", "din"], dict[str, object]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _check_train_overrides(self) -> RecommenderConfig:
+        for backbone in self.train_overrides:
+            self.train_for(backbone)  # unknown keys or bad values fail here, at load
+        return self
 
     def backbone_config(self, backbone: str) -> SASRecConfig | GRU4RecConfig | DINConfig:
         return {"sasrec": self.sasrec, "gru4rec": self.gru4rec, "din": self.din}[backbone]
+
+    def train_for(self, backbone: str) -> TrainConfig:
+        """The training loop settings of `backbone`: `train` plus its overrides."""
+        override = self.train_overrides.get(backbone)
+        if not override:
+            return self.train
+        return TrainConfig.model_validate({**self.train.model_dump(), **override})
 
     def rewards_table(self, backbone: str) -> Path | None:
         """The per-exposure reward table the candidates of `backbone` train on."""

@@ -170,6 +170,25 @@ def test_a_changed_config_starts_afresh_instead_of_resuming(toy_processed_dir, t
     assert summary["seeds"]["0"]["best_epoch"] == 1
 
 
+def test_train_overrides_give_one_backbone_its_own_recipe(toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = _config(max_epochs=2).model_copy(
+        update={"train_overrides": {"sasrec": {"max_epochs": 1}}}
+    )
+    config = RecommenderConfig.model_validate(config.model_dump())  # validated as from params
+    assert config.train_for("sasrec").max_epochs == 1
+    assert config.train_for("gru4rec") == config.train
+    for backbone, epochs in (("sasrec", [1]), ("gru4rec", [1, 2])):
+        summary = train_recommender(
+            config, backbone, "none", toy_processed_dir, tmp_path / backbone
+        )
+        assert pd.read_csv(summary["seeds"]["0"]["metrics_csv"])["epoch"].tolist() == epochs
+    with pytest.raises(ValueError, match="patiance"):
+        RecommenderConfig.model_validate({"train_overrides": {"sasrec": {"patiance": 10}}})
+    with pytest.raises(ValueError):
+        RecommenderConfig.model_validate({"train_overrides": {"bert4rec": {"patience": 10}}})
+
+
 def test_a_loss_with_its_own_parameters_is_optimised_and_checkpointed(toy_processed_dir, tmp_path):
     """PNFRec's loss owns a negative encoder (and reads `rating`, which the
     toy training exposures carry): the loop must train and checkpoint it."""

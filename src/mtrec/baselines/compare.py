@@ -40,7 +40,9 @@ def check_guidance(config: RecommenderConfig, backbone: str, guidance: str, n_it
     """Build the guidance's loss once, before any training: a bad option or a
     satisfaction column it may not read fails fast (training checks it again)."""
     model = build_model(config.backbone_config(backbone), n_items)
-    context = LossContext(model=model, catalogue_ce_weight=config.train.catalogue_ce_weight)
+    context = LossContext(
+        model=model, catalogue_ce_weight=config.train_for(backbone).catalogue_ce_weight
+    )
     loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
     check_satisfaction_use(guidance, required_columns(loss))
 
@@ -126,7 +128,7 @@ def compare_guidances(
         "backbone": backbone,
         "seeds": seeds,
         "split": "test",
-        "train": config.train.model_dump(mode="json"),
+        "train": config.train_for(backbone).model_dump(mode="json"),
         "guidance_options": {g: config.guidance_options.get(g, {}) for g in guidances},
         "candidates": {},
     }

@@ -85,7 +85,7 @@ def train_seed(
     callbacks: Sequence[EpochCallback] = (),
 ) -> SeedResult:
     """Train one seed of a candidate; the checkpoint is chosen on validation."""
-    train_config = config.train
+    train_config = config.train_for(backbone)
     if train_config.num_threads is not None:
         torch.set_num_threads(train_config.num_threads)
     device = resolve_device(train_config.device)
@@ -180,7 +180,7 @@ def train_recommender(
         "name": candidate_name(backbone, guidance),
         "backbone": backbone,
         "guidance": guidance,
-        "monitor": config.train.monitor,
+        "monitor": config.train_for(backbone).monitor,
         "seeds": per_seed,
         "seconds_per_epoch": float(np.mean([s["seconds_per_epoch"] for s in per_seed.values()])),
     }
