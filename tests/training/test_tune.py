@@ -26,7 +26,9 @@ def test_tuning_trains_each_value_and_picks_the_best_on_validation(toy_processed
         saved = json.loads((tmp_path / f"beta={beta}" / "train_summary.json").read_text())
         assert saved["guidance"] == "adt-rce"
     assert report["params"] == {
-        "recommender": {"guidance_options": {"adt-rce": {"beta": report["best"]}}}
+        "recommender": {
+            "guidance_options": {"adt-rce": {"reweight_negatives": False, "beta": report["best"]}}
+        }
     }
     assert json.loads((tmp_path / "tuning.json").read_text())["best"] == report["best"]
     # Only validation is read: the report has no test metric.

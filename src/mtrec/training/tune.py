@@ -62,6 +62,7 @@ def tune_option(
             }
         )
     best = max(trials, key=lambda trial: trial["valid_mean"][criterion])
+    kept = {k: v for k, v in config.guidance_options.get(guidance, {}).items() if k != option}
     report = {
         "candidate": candidate_name(backbone, guidance),
         "option": option,
@@ -69,7 +70,8 @@ def tune_option(
         "seeds": seeds,
         "trials": trials,
         "best": best[option],
-        "params": {"recommender": {"guidance_options": {guidance: {option: best[option]}}}},
+        # The whole entry: the guidance's other options stay as they were tuned with.
+        "params": {"recommender": {"guidance_options": {guidance: {**kept, option: best[option]}}}},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "tuning.json").write_text(json.dumps(report, indent=2) + "\n")
