@@ -67,12 +67,48 @@ def group_rows_by_history(mdp: ExposureMDP, rows: torch.Tensor) -> tuple[torch.T
 
 
 def quantiles_for_rows(
-    network: RewardQNetwork, mdp: ExposureMDP, rows: torch.Tensor
+    network: RewardQNetwork,
+    mdp: ExposureMDP,
+    rows: torch.Tensor,
+    max_cells: int | None = None,
 ) -> torch.Tensor:
     """lambda(s) for the states of `rows` [R] -> [R, 2, N]; each distinct history
-    goes through the backbone once, with all the items shown in that state."""
+    goes through the backbone once, with all the items shown in that state.
+
+    States are padded to the widest one. When widths vary a lot (a real log can
+    show hundreds of items in one state and one in the next) the padded
+    [states, width] grid is run in batches of states of similar width holding
+    at most `max_cells` cells (default: max(2 R, 4096)); otherwise DIN's target
+    attention, which costs memory per cell, asked for 7 GB on the simulator."""
     positives, items, state_index, group, slot = group_rows_by_history(mdp, rows)
-    return network(positives, items, state_index)[group, slot]
+    n_states, width = items.shape
+    max_cells = max_cells or max(2 * len(rows), 4096)
+    if n_states * width <= max_cells:
+        return network(positives, items, state_index)[group, slot]
+    counts = torch.bincount(group, minlength=n_states)
+    by_width = torch.argsort(counts)
+    position = torch.empty_like(group)  # a row's index among the rows of its batch
+    parts, row_order = [], []
+    start = 0
+    while start < n_states:
+        # The widest state of the batch is the last one; grow while the grid fits.
+        end = start + 1
+        while end < n_states and (end + 1 - start) * int(counts[by_width[end]]) <= max_cells:
+            end += 1
+        states = by_width[start:end]
+        batch_width = int(counts[states].max())
+        local = torch.full((n_states,), -1, dtype=torch.long, device=rows.device)
+        local[states] = torch.arange(len(states), device=rows.device)
+        members = torch.nonzero(local[group] >= 0).squeeze(1)
+        quantiles = network(
+            positives[states], items[states, :batch_width], state_index[states, :batch_width]
+        )
+        parts.append(quantiles[local[group[members]], slot[members]])
+        row_order.append(members)
+        start = end
+    order = torch.cat(row_order)
+    position[order] = torch.arange(len(order), device=rows.device)
+    return torch.cat(parts)[position]
 
 
 def transition_quantiles(
