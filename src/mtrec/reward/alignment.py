@@ -109,17 +109,22 @@ def _factory(name: str):
     positive, negative = GUIDANCE_COLUMNS[name]
 
     def build(options: Mapping[str, Any], context: LossContext) -> AlignedBCELoss:
-        if name != "mtrec-cvar":
-            parsed = AlignmentOptions.model_validate(dict(options))
-            return AlignedBCELoss(context, parsed.beta, positive, negative)
-        cvar = CVaROptions.model_validate(dict(options))
-        if cvar.q is None:
-            return AlignedBCELoss(context, cvar.beta, positive, negative)
-        return AlignedBCELoss(context, cvar.beta, *cvar_columns(cvar.q), cvar_level=cvar.q)
+        parsed = AlignmentOptions.model_validate(dict(options))
+        return AlignedBCELoss(context, parsed.beta, positive, negative)
 
     build.__name__ = f"_{name.replace('-', '_')}"
     return build
 
 
 for _name in GUIDANCE_COLUMNS:
-    register_guidance(_name)(_factory(_name))
+    if _name != "mtrec-cvar":  # it has a factory of its own, below (option q)
+        register_guidance(_name)(_factory(_name))
+
+
+@register_guidance("mtrec-cvar")
+def _mtrec_cvar(options: Mapping[str, Any], context: LossContext) -> AlignedBCELoss:
+    """CVaR at the read-out's level (stored columns), or at option `q` (derived)."""
+    parsed = CVaROptions.model_validate(dict(options))
+    if parsed.q is None:
+        return AlignedBCELoss(context, parsed.beta, *GUIDANCE_COLUMNS["mtrec-cvar"])
+    return AlignedBCELoss(context, parsed.beta, *cvar_columns(parsed.q), cvar_level=parsed.q)

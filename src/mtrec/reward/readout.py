@@ -149,19 +149,24 @@ def add_normalised(rewards: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Add `<column>_z` for each family in NORMALISED, z-scored with the train rows'
     mean and std over both actions (one shift and scale per family, so the
     alignment loss sees r(s,1) and r(s,0) on one scale). Returns the statistics."""
-    train = rewards["split"] == "train"
+    train = (rewards["split"] == "train").to_numpy()
     statistics = {}
     for family in NORMALISED:
-        pooled = np.concatenate(
-            [rewards.loc[train, f"reward_pos_{family}"], rewards.loc[train, f"reward_neg_{family}"]]
-        )
-        mean, std = float(pooled.mean()), float(pooled.std())
-        std = std if std > 0 else 1.0
-        for name in ("pos", "neg"):
-            column = f"reward_{name}_{family}"
-            rewards[f"{column}_z"] = (rewards[column] - mean) / std
+        positive, negative = rewards[f"reward_pos_{family}"], rewards[f"reward_neg_{family}"]
+        mean, std = _train_statistics(positive.to_numpy(), negative.to_numpy(), train)
+        rewards[f"reward_pos_{family}_z"] = (positive - mean) / std
+        rewards[f"reward_neg_{family}_z"] = (negative - mean) / std
         statistics[family] = {"mean": mean, "std": std}
     return statistics
+
+
+def _train_statistics(
+    positive: np.ndarray, negative: np.ndarray, train: np.ndarray
+) -> tuple[float, float]:
+    """Mean and std (1 if 0) of r(s,1) and r(s,0) pooled over the train rows."""
+    pooled = np.concatenate([positive[train], negative[train]])
+    mean, std = float(pooled.mean()), float(pooled.std())
+    return mean, (std if std > 0 else 1.0)
 
 
 def cvar_columns(level: float) -> tuple[str, str]:
@@ -187,9 +192,7 @@ def with_cvar_columns(rewards: pd.DataFrame, level: float) -> pd.DataFrame:
         quantiles = torch.from_numpy(rewards[names].to_numpy(np.float64))
         values[action] = cvar_of_quantiles(quantiles, level).numpy()
     train = (rewards["split"] == "train").to_numpy()
-    pooled = np.concatenate([values["pos"][train], values["neg"][train]])
-    mean, std = float(pooled.mean()), float(pooled.std())
-    std = std if std > 0 else 1.0
+    mean, std = _train_statistics(values["pos"], values["neg"], train)
     positive, negative = cvar_columns(level)
     return rewards.assign(
         **{positive: (values["pos"] - mean) / std, negative: (values["neg"] - mean) / std}

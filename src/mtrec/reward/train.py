@@ -87,16 +87,17 @@ def quantiles_for_rows(
         return network(positives, items, state_index)[group, slot]
     counts = torch.bincount(group, minlength=n_states)
     by_width = torch.argsort(counts)
+    widths = counts[by_width].tolist()  # ascending
     position = torch.empty_like(group)  # a row's index among the rows of its batch
     parts, row_order = [], []
     start = 0
     while start < n_states:
         # The widest state of the batch is the last one; grow while the grid fits.
         end = start + 1
-        while end < n_states and (end + 1 - start) * int(counts[by_width[end]]) <= max_cells:
+        while end < n_states and (end + 1 - start) * widths[end] <= max_cells:
             end += 1
         states = by_width[start:end]
-        batch_width = int(counts[states].max())
+        batch_width = widths[end - 1]
         local = torch.full((n_states,), -1, dtype=torch.long, device=rows.device)
         local[states] = torch.arange(len(states), device=rows.device)
         members = torch.nonzero(local[group] >= 0).squeeze(1)
