@@ -1,16 +1,18 @@
-"""The mtrec pipeline as a Prefect flow: thin tasks over the library's step functions.
+"""The mtrec pipeline as a Prefect flow that runs dvc.yaml's stages.
 
-    ingest -> validate -> split -> train_reward (+ read-out) -> train candidates
-    (in parallel, task runner from params `flow.task_runner`) -> evaluate ->
-    gate (MLflow + registry) -> package (Bento)
+`dvc.yaml` is the one definition of the pipeline; this flow adds what Prefect
+is for (schedules, parallel tasks, retries on I/O, logs, an artifact) and no
+step logic. Each stage of dvc.yaml (each member of the backbone x guidance
+matrix included) is one task that runs the stage as `dvc repro` would
+(`mtrec.pipeline.run_stage`: skipped when `dvc status` says up to date, else
+its command, then `dvc commit`), after the tasks of the stages it depends on;
+independent stages (the candidate matrix) run in parallel on a thread pool.
+So a scheduled run is a DVC run: its data and models land in DVC's cache and
+`dvc.lock`, the run is kept as a DVC experiment (`dvc exp save`), and it is
+pushed when the project has a default DVC remote.
 
-Every task calls the same function the `mtrec` CLI (and so dvc.yaml) calls;
-no step logic lives here. Retries only on tasks whose failures are I/O
-(reading the source, the Bento store). Results are cached on
-the task's inputs + source; inputs include a digest of the files a task
-reads, so changed data reruns it.
-
-Run locally: `python flows/pipeline.py [params.yaml]`; deployments: prefect.yaml.
+Run locally from the project root: `python flows/pipeline.py`; deployments:
+prefect.yaml.
 """
 
 from __future__ import annotations
@@ -22,289 +24,85 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import INPUTS, TASK_SOURCE
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from mtrec.config import (
-    EvaluateConfig,
-    FlowConfig,
-    GateConfig,
-    PackageConfig,
-    Params,
-    RecommenderConfig,
-    RewardConfig,
-    TrackingConfig,
-    load_params,
-)
-
-CACHED = INPUTS + TASK_SOURCE
+from mtrec.config import FlowConfig, load_params
+from mtrec.pipeline import StagePlan, plan, push_if_configured, record_run, run_stage
 
 
-def digest(path: Path) -> str:
-    """Content hash of a file or folder: part of a task's inputs, so its cache
-    key changes when the data it reads changes."""
-    from mtrec.lifecycle.tracking import hash_folder
-
-    return hash_folder(path) if Path(path).exists() else "missing"
-
-
-def with_io_retries(io_task, config: FlowConfig):
-    """Retries belong to idempotent tasks whose failures are I/O (source files,
-    the Bento store), never to computations that would fail again."""
-    return io_task.with_options(
-        retries=config.io_retries, retry_delay_seconds=config.io_retry_delay_seconds
-    )
+@task(cache_policy=NO_CACHE, task_run_name="{stage.name}")
+def stage_task(project: str, stage: StagePlan) -> str:
+    """One dvc.yaml stage. DVC, not Prefect, decides whether it is up to date."""
+    logger = get_run_logger()
+    return run_stage(Path(project), stage, log=logger.info)
 
 
-def unless_missing(cached_task, *outputs: Path):
-    """The task, forced to recompute (refreshing its cache) when any of the
-    files it writes is gone: a cache hit must not stand in for deleted outputs."""
-    missing = not all(Path(output).exists() for output in outputs)
-    return cached_task.with_options(refresh_cache=True) if missing else cached_task
+def task_for(stage: StagePlan, config: FlowConfig):
+    """Retries belong to idempotent stages whose failures are I/O (reading the
+    source, the Bento store), never to computations that would fail again."""
+    if stage.name.split("@")[0] in config.io_stages:
+        return stage_task.with_options(
+            retries=config.io_retries, retry_delay_seconds=config.io_retry_delay_seconds
+        )
+    return stage_task
 
 
-# --- tasks: one library call each --------------------------------------------------
-
-
-@task(cache_policy=CACHED)
-def ingest_task(params: Params) -> str:
-    from mtrec.data.ingest import ingest
-
-    ingest(params.data, params.paths.raw)
-    return str(params.paths.raw)
-
-
-@task(cache_policy=CACHED)
-def validate_task(params: Params, raw_digest: str) -> str:
-    from mtrec.data.validate import validate_exposures
-
-    report = validate_exposures(
-        params.paths.raw,
-        params.paths.validated,
-        params.paths.reports / "validation.json",
-        params.validate_,
-        params.paths.quarantine,
-    )
-    get_run_logger().info(report.message())
-    return str(params.paths.validated)
-
-
-@task(cache_policy=CACHED)
-def split_task(params: Params, validated_digest: str) -> str:
-    from mtrec.data.split import split_exposures
-
-    split_exposures(params.paths.validated, params.paths.processed, params.split)
-    return str(params.paths.processed)
-
-
-@task(cache_policy=CACHED)
-def train_reward_task(
-    config: RewardConfig, processed: str, processed_digest: str, out_dir: str
-) -> str:
-    from mtrec.reward.train import train_reward
-
-    train_reward(config, Path(processed), Path(out_dir), progress=False)
-    return out_dir
-
-
-@task(cache_policy=CACHED)
-def read_out_task(
-    reward_dir: str,
-    irl_dir: str | None,
-    reward_digest: str,
-    processed: str,
-    rewards_path: str,
-    reports: str,
-) -> str:
-    from mtrec.reward.readout import read_out_rewards
-
-    read_out_rewards(
-        Path(reward_dir),
-        Path(processed),
-        Path(rewards_path),
-        Path(reports),
-        irl_model_dir=Path(irl_dir) if irl_dir else None,
-        progress=False,
-    )
-    return rewards_path
-
-
-@task(cache_policy=CACHED)
-def train_candidate_task(
-    config: RecommenderConfig,
-    backbone: str,
-    guidance: str,
-    processed: str,
-    inputs_digest: str,
-    out_dir: str,
-) -> dict:
-    from mtrec.training.recommender import train_recommender
-
-    return train_recommender(config, backbone, guidance, processed, out_dir)
-
-
-@task
-def evaluate_task(
-    config: EvaluateConfig, processed: str, models: str, reports: str, names: list[str]
-) -> dict:
-    from mtrec.evaluation.evaluate import evaluate_candidates
-
-    return evaluate_candidates(config, processed, models, reports, names=names, progress=False)
-
-
-@task
-def gate_task(params: Params, gate: GateConfig, tracking: TrackingConfig, models: str) -> dict:
-    from mtrec.lifecycle.steps import run_gate
-
-    return run_gate(
-        params.paths.reports / "metrics.json",
-        params.paths.reports / "gate.json",
-        gate,
-        tracking,
-        Path.cwd(),
-        params.paths.processed,
-        Path(models),
-        Path("dvc.lock"),
-    )
-
-
-@task
-def package_task(params: Params, tracking: TrackingConfig, package: PackageConfig) -> dict:
-    from mtrec.lifecycle.package import package_champion
-
-    return package_champion(tracking, package, Path.cwd(), params.paths.reports / "package.json")
-
-
-# --- the candidate matrix, on the configured task runner ------------------------------
-
-
-@flow(name="mtrec-train-candidates")
-def train_candidates(
-    config: RecommenderConfig, processed: str, inputs_digest: str, models: str
-) -> list[str]:
-    futures = {}
-    for backbone in config.backbones:
-        for guidance in config.guidances:
-            out_dir = Path(models) / f"{backbone}-{guidance}"
-            train = unless_missing(train_candidate_task, out_dir / "train_summary.json")
-            futures[f"{backbone}-{guidance}"] = train.submit(
-                config, backbone, guidance, processed, inputs_digest, str(out_dir)
-            )
-    return [name for name, future in futures.items() if future.result() is not None]
-
-
-def task_runner(config: FlowConfig):
-    if config.task_runner == "process":
-        return ProcessPoolTaskRunner(max_workers=config.max_workers)
+def task_runner(config: FlowConfig) -> ThreadPoolTaskRunner:
+    # Threads suffice: each stage is a subprocess. DVC's own commands are
+    # serialised by a lock inside this process, so processes would break it.
     workers = 1 if config.task_runner == "sequential" else config.max_workers
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
-def metrics_table(report: dict, decision: dict, primary: str) -> str:
-    """Markdown: candidates' mean ± std of the gate's metrics, then the decision."""
-    metrics = [primary, *decision["config"]["guard_metrics"]]
-    lines = [
-        "| candidate | " + " | ".join(metrics) + " | passes |",
-        "|---" * (len(metrics) + 2) + "|",
-    ]
-    for name, entry in sorted(report["candidates"].items()):
-        cells = []
-        for metric in metrics:
-            mean, std = entry["mean"].get(metric), entry["std"].get(metric)
-            cells.append("n/a" if mean is None else f"{mean:.4f} ± {std or 0:.4f}")
-        verdict = decision["candidates"].get(name, {})
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {verdict.get('passed')} |")
-    registry = decision.get("registry") or {}
-    return "\n".join(
-        [
-            "# mtrec pipeline",
-            "",
-            *lines,
-            "",
-            f"**Gate: {decision['action']}** — {decision['reason']}",
-            "",
-            f"Registry: {json.dumps(registry)}" if registry else "Registry: unchanged",
-            f"Data version: `{decision.get('data_version')}`",
-        ]
-    )
+def summary_markdown(project: Path, states: dict[str, str], reports: Path) -> str:
+    """Markdown: what each stage did, then the gate's decision as gate.json has it."""
+    lines = ["# mtrec pipeline", "", "| stage | result |", "|---|---|"]
+    lines += [f"| {name} | {state} |" for name, state in states.items()]
+    gate_path = project / reports / "gate.json"
+    if gate_path.exists():
+        gate = json.loads(gate_path.read_text())
+        lines += ["", f"**Gate: {gate.get('action')}**: {gate.get('reason')}"]
+    return "\n".join(lines)
+
+
+@flow(name="mtrec-stages")
+def run_stages(project: str, stages: list[StagePlan], config: FlowConfig) -> dict[str, str]:
+    """Each stage after the stages it depends on; independent ones in parallel.
+    The first failed stage fails the flow with its name and its output's tail."""
+    futures = {}
+    for stage in stages:  # upstream stages come first
+        futures[stage.name] = task_for(stage, config).submit(
+            project, stage, wait_for=[futures[name] for name in stage.upstream]
+        )
+    return {name: future.result() for name, future in futures.items()}
 
 
 @flow(name="mtrec-pipeline", log_prints=True)
-def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> dict[str, Any]:
-    """The whole pipeline on `params_path` (relative to the working directory)."""
-    params = load_params(params_path)
-    flow_config = FlowConfig.model_validate(params.section("flow"))
-    recommender = RecommenderConfig.model_validate(params.section("recommender"))
-    paths = params.paths
-
-    raw = unless_missing(with_io_retries(ingest_task, flow_config), paths.raw)(params)
-    validated = unless_missing(validate_task, paths.validated)(params, digest(Path(raw)))
-    processed = unless_missing(split_task, paths.processed / "meta.json")(
-        params, digest(Path(validated))
-    )
-    processed_digest = digest(Path(processed))
-
-    inputs_digest = processed_digest
-    if recommender.rewards_path is not None:
-        from mtrec.reward import reward_model_dir
-        from mtrec.reward.train import reward_runs
-
-        # One reward model per backbone and, for the `irl` guidance, its -IRL
-        # ablation (as `mtrec train-reward`), trained side by side; then each
-        # backbone's read-out writes the table its candidates train on.
-        reward_config = RewardConfig.model_validate(params.section("reward"))
-        reward_futures = {}
-        for backbone in recommender.backbones:
-            for out, run_config in reward_runs(reward_config, paths.models, backbone).items():
-                train = unless_missing(train_reward_task, out / "config.json")
-                reward_futures[out] = train.submit(
-                    run_config, processed, processed_digest, str(out)
-                )
-        reward_dirs = {out: future.result() for out, future in reward_futures.items()}
-        tables = []
-        for backbone in recommender.backbones:
-            qnetwork = reward_model_dir(paths.models, backbone)
-            irl = reward_model_dir(paths.models, backbone, ablation=True)
-            table = recommender.rewards_table(backbone)
-            tables.append(
-                unless_missing(read_out_task, table)(
-                    reward_dirs[qnetwork],
-                    reward_dirs.get(irl),
-                    ":".join(digest(folder) for folder in (qnetwork, irl) if folder in reward_dirs),
-                    processed,
-                    str(table),
-                    str(paths.reports / "reward" / backbone),
-                )
-            )
-        inputs_digest = ":".join([processed_digest, *(digest(Path(t)) for t in tables)])
-
-    runner = task_runner(flow_config)
-    names = train_candidates.with_options(task_runner=runner)(
-        recommender, processed, inputs_digest, str(paths.candidates)
-    )
-    report = evaluate_task(
-        EvaluateConfig.model_validate(params.section("evaluate")),
-        processed,
-        str(paths.candidates),
-        str(paths.reports),
-        names,
-    )
-    gate_config = GateConfig.model_validate(params.section("gate"))
-    tracking = TrackingConfig.model_validate(params.section("tracking"))
-    # No retries: a gate that failed after registering would register twice.
-    decision = gate_task(params, gate_config, tracking, str(paths.models))
+def mtrec_pipeline(
+    project_dir: str = ".", record: bool = True, push: bool = True
+) -> dict[str, Any]:
+    """Every stage of `project_dir`'s dvc.yaml on its params.yaml; returns what
+    each stage did ("ran" or "up to date"), the experiment it was saved as and
+    the remote it was pushed to."""
+    project = Path(project_dir).resolve()
+    params = load_params(project / "params.yaml")
+    config = FlowConfig.model_validate(params.section("flow"))
+    stages = plan(project)
+    states = run_stages.with_options(task_runner=task_runner(config))(str(project), stages, config)
+    experiment = None
+    if record:
+        run_name = get_run_context().flow_run.name
+        experiment = record_run(project, f"prefect-{run_name}")
+    remote = push_if_configured(project) if push else None
     create_markdown_artifact(
-        markdown=metrics_table(report, decision, gate_config.primary_metric),
-        key="mtrec-gate",
-        description="Candidates' offline metrics (mean ± std over seeds) and the gate decision",
+        markdown=summary_markdown(project, states, params.paths.reports),
+        key="mtrec-pipeline",
+        description="What each dvc.yaml stage did in this run, and the gate's decision",
     )
-    packaged = None
-    if package and decision["action"] == "promote":
-        packaged = with_io_retries(package_task, flow_config)(
-            params, tracking, PackageConfig.model_validate(params.section("package"))
-        )
-    return {"candidates": names, "gate": decision["action"], "package": packaged}
+    return {"stages": states, "experiment": experiment, "remote": remote}
 
 
 if __name__ == "__main__":
-    mtrec_pipeline(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    mtrec_pipeline(sys.argv[1] if len(sys.argv) > 1 else ".")

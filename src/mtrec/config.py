@@ -302,11 +302,13 @@ ModelConfig = Annotated[SASRecConfig | GRU4RecConfig | DINConfig, Field(discrimi
 class FlowConfig(StrictModel):
     """How the Prefect flow (flows/pipeline.py) runs the steps."""
 
-    # Task runner for the candidate matrix: "thread" (ThreadPoolTaskRunner),
-    # "process" (ProcessPoolTaskRunner) or "sequential" (one worker thread).
-    task_runner: Literal["thread", "process", "sequential"] = "thread"
+    # How independent dvc.yaml stages (the candidate matrix) run: "thread"
+    # (up to max_workers at once) or "sequential". Each stage is a subprocess.
+    task_runner: Literal["thread", "sequential"] = "thread"
     max_workers: int = Field(2, ge=1)
-    # Retries apply to I/O tasks only (reading/writing data, registry, Bento store).
+    # Stages whose failures are I/O (reading the source, the Bento store): only
+    # these are retried.
+    io_stages: tuple[str, ...] = ("ingest", "package")
     io_retries: int = Field(2, ge=0)
     io_retry_delay_seconds: float = Field(2.0, ge=0.0)
 

@@ -54,7 +54,7 @@ def run_cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProces
 
 
 @pytest.mark.slow
-def test_deploy_all_registers_nightly_schedule_and_smoke(prefect_server, tmp_path):
+def test_deploy_all_registers_nightly_schedule_and_on_demand(prefect_server, tmp_path):
     api, env = prefect_server
     # Deploy from a copy: `prefect deploy` may rewrite prefect.yaml it reads.
     project = tmp_path / "project"
@@ -70,12 +70,12 @@ def test_deploy_all_registers_nightly_schedule_and_smoke(prefect_server, tmp_pat
 
     found = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
     by_name = {d["name"]: d for d in found}
-    assert set(by_name) == {"nightly", "smoke"}
+    assert set(by_name) == {"nightly", "on-demand"}
 
     nightly = by_name["nightly"]
     assert nightly["work_pool_name"] == pool
     assert nightly["entrypoint"] == "flows/pipeline.py:mtrec_pipeline"
-    assert nightly["parameters"] == {"params_path": "params.yaml"}
+    assert nightly["parameters"] == {"project_dir": "."}
     schedules = nightly["schedules"]
     assert len(schedules) == 1
     assert schedules[0]["schedule"]["cron"] == nightly_cron
@@ -85,11 +85,11 @@ def test_deploy_all_registers_nightly_schedule_and_smoke(prefect_server, tmp_pat
     pull = nightly["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
     assert pull["directory"] == str(project)
     # The flow's typed parameters reached the server's schema.
-    assert "params_path" in nightly["parameter_openapi_schema"]["properties"]
+    assert "project_dir" in nightly["parameter_openapi_schema"]["properties"]
 
-    smoke = by_name["smoke"]
-    assert smoke["schedules"] == []
-    assert smoke["parameters"] == {"params_path": "flows/smoke_params.yaml"}
+    on_demand = by_name["on-demand"]
+    assert on_demand["schedules"] == []
+    assert on_demand["parameters"] == {"project_dir": "."}
 
     # The scheduler has something to run: the nightly deployment is schedulable.
     flow = httpx.get(f"{api}/flows/{nightly['flow_id']}", timeout=10).json()

@@ -1,4 +1,4 @@
-"""The flow's small helpers: task runner choice, the gate artifact, output-aware caching."""
+"""The flow's small helpers: the stage plan from dvc.yaml, the task runner, retries."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from mtrec.config import FlowConfig, GateConfig
-from mtrec.lifecycle.gate import decide
+from mtrec.config import FlowConfig
+from mtrec.pipeline import StagePlan, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,47 +25,25 @@ def pipeline():
 
 
 def test_task_runner_follows_the_param(pipeline):
-    processes = pipeline.task_runner(FlowConfig(task_runner="process"))
-    assert isinstance(processes, ProcessPoolTaskRunner)
     threads = pipeline.task_runner(FlowConfig(task_runner="thread", max_workers=3))
     assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
     assert pipeline.task_runner(FlowConfig(task_runner="sequential"))._max_workers == 1
 
 
-def test_io_retries_come_from_the_param(pipeline):
-    task = pipeline.with_io_retries(pipeline.package_task, FlowConfig(io_retries=4))
-    assert task.retries == 4
-    assert pipeline.train_candidate_task.retries == 0  # computations never retry
-    assert pipeline.gate_task.retries == 0  # registering is not idempotent
+def test_only_io_stages_retry(pipeline):
+    config = FlowConfig(io_retries=4, io_stages=("ingest", "package"))
+    ingest = StagePlan("ingest", "mtrec ingest", ("data/raw",), ())
+    train = StagePlan("train_recommender@gru4rec-none", "mtrec train-recommender", (), ())
+    assert pipeline.task_for(ingest, config).retries == 4
+    assert pipeline.task_for(train, config).retries == 0  # computations never retry
 
 
-def test_missing_outputs_force_a_rerun(pipeline, tmp_path):
-    out = tmp_path / "train_summary.json"
-    assert pipeline.unless_missing(pipeline.train_candidate_task, out).refresh_cache is True
-    out.write_text("{}")
-    assert pipeline.unless_missing(pipeline.train_candidate_task, out).refresh_cache is not True
-
-
-def test_metrics_table_shows_every_candidate_and_the_decision(pipeline):
-    report = {
-        "candidates": {
-            "sasrec-none": {
-                "backbone": "sasrec",
-                "guidance": "none",
-                "seeds": {"0": {"NDCG_p@10": 0.1, "AUC": 0.7, "NDCG@10": 0.1}},
-                "mean": {"NDCG_p@10": 0.1, "AUC": 0.7, "NDCG@10": 0.1},
-                "std": {"NDCG_p@10": 0.01, "AUC": 0.0, "NDCG@10": 0.0},
-            },
-            "sasrec-mtrec": {
-                "backbone": "sasrec",
-                "guidance": "mtrec",
-                "seeds": {"0": {"NDCG_p@10": 0.2, "AUC": 0.7, "NDCG@10": 0.1}},
-                "mean": {"NDCG_p@10": 0.2, "AUC": 0.7, "NDCG@10": 0.1},
-                "std": {"NDCG_p@10": 0.02, "AUC": 0.0, "NDCG@10": 0.0},
-            },
-        }
-    }
-    decision = decide(report, None, GateConfig())
-    table = pipeline.metrics_table(report, decision, "NDCG_p@10")
-    assert "| sasrec-mtrec | 0.2000 ± 0.0200 | 0.7000 ± 0.0000 | 0.1000 ± 0.0000 | True |" in table
-    assert "**Gate: promote**" in table
+def test_plan_is_dvc_yaml_in_dependency_order():
+    stages = plan(ROOT)
+    names = [stage.name for stage in stages]
+    position = {name: index for index, name in enumerate(names)}
+    for stage in stages:
+        assert all(position[up] < position[stage.name] for up in stage.upstream), stage
+    assert names[0] == "ingest" and "online_eval" in names and "package" in names
+    matrix = [name for name in names if name.startswith("train_recommender@")]
+    assert matrix and all(stage.cmd.startswith("mtrec ") for stage in stages)
