@@ -233,8 +233,8 @@ def metrics_table(report: dict, decision: dict, primary: str) -> str:
 def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> dict[str, Any]:
     """The whole pipeline on `params_path` (relative to the working directory)."""
     params = load_params(params_path)
-    flow_config = FlowConfig.model_validate(params.section("flow"))
-    recommender = RecommenderConfig.model_validate(params.section("recommender"))
+    flow_config = params.flow
+    recommender = params.recommender
     paths = params.paths
 
     raw = unless_missing(with_io_retries(ingest_task, flow_config), paths.raw)(params)
@@ -252,7 +252,7 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
         # One reward model per backbone and, for the `irl` guidance, its -IRL
         # ablation (as `mtrec train-reward`), trained side by side; then each
         # backbone's read-out writes the table its candidates train on.
-        reward_config = RewardConfig.model_validate(params.section("reward"))
+        reward_config = params.reward
         reward_futures = {}
         for backbone in recommender.backbones:
             for out, run_config in reward_runs(reward_config, paths.models, backbone).items():
@@ -283,14 +283,14 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
         recommender, processed, inputs_digest, str(paths.candidates)
     )
     report = evaluate_task(
-        EvaluateConfig.model_validate(params.section("evaluate")),
+        params.evaluate,
         processed,
         str(paths.candidates),
         str(paths.reports),
         names,
     )
-    gate_config = GateConfig.model_validate(params.section("gate"))
-    tracking = TrackingConfig.model_validate(params.section("tracking"))
+    gate_config = params.gate
+    tracking = params.tracking
     # No retries: a gate that failed after registering would register twice.
     decision = gate_task(params, gate_config, tracking, str(paths.models))
     create_markdown_artifact(
@@ -300,9 +300,7 @@ def mtrec_pipeline(params_path: str = "params.yaml", package: bool = True) -> di
     )
     packaged = None
     if package and decision["action"] == "promote":
-        packaged = with_io_retries(package_task, flow_config)(
-            params, tracking, PackageConfig.model_validate(params.section("package"))
-        )
+        packaged = with_io_retries(package_task, flow_config)(params, tracking, params.package)
     return {"candidates": names, "gate": decision["action"], "package": packaged}
 
 
