@@ -313,7 +313,8 @@ class PackageConfig(StrictModel):
 class RewardEncoders(StrictModel):
     """The reward model's encoder per backbone kind: the reward model that guides a
     `<kind>` recommender has a `<kind>` encoder of these sizes (smaller than the
-    recommender's own)."""
+    recommender's own). A kind written with only some keys takes the others from
+    its config class (e.g. `GRU4RecConfig`), as the untyped mapping did."""
 
     sasrec: SASRecConfig = SASRecConfig(
         max_history=20, dim=32, n_layers=1, n_heads=1, ffn_dim=64, dropout=0.1

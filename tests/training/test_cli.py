@@ -51,5 +51,7 @@ def test_unknown_recommender_keys_are_rejected(toy_processed_dir, tmp_path):
     result = CliRunner().invoke(
         app, ["train-recommender", "--backbone", "sasrec", "--params", str(params_file)]
     )
-    assert result.exit_code != 0
-    assert "trian" in str(result.exception)
+    # One line naming the key and the file, no traceback (a SystemExit, not a crash).
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "recommender.trian: unknown key (did you mean 'train'?)" in result.output
+    assert str(params_file) in result.output and len(result.output.strip().splitlines()) == 1
