@@ -65,11 +65,11 @@ def run_clients(call, bodies: list[dict], concurrency: int) -> dict[str, float]:
 
 
 def champion_dirs(scratch: Path) -> tuple[Path, Path | None]:
-    from mtrec.config import TrackingConfig, load_params
+    from mtrec.config import load_params
     from mtrec.lifecycle.package import download_champion
     from mtrec.lifecycle.tracking import configure_tracking
 
-    tracking = TrackingConfig.model_validate(load_params(ROOT / "params.yaml").section("tracking"))
+    tracking = load_params(ROOT / "params.yaml").tracking
     configure_tracking(tracking, ROOT)
     _, recommender, reward = download_champion(tracking, "champion", scratch)
     return recommender, reward

@@ -102,7 +102,6 @@ def run_mtrec(
                 patience=RECBOLE_STOPPING_STEP + 1,
                 catalogue_ce_weight=1.0,
                 num_threads=threads,
-                progress=False,
                 resume=False,
             ),
         )

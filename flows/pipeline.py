@@ -88,7 +88,7 @@ def mtrec_pipeline(
     the remote it was pushed to."""
     project = Path(project_dir).resolve()
     params = load_params(project / "params.yaml")
-    config = FlowConfig.model_validate(params.section("flow"))
+    config = params.flow
     stages = plan(project)
     states = run_stages.with_options(task_runner=task_runner(config))(str(project), stages, config)
     experiment = None

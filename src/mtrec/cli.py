@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from mtrec.config import load_params
+from mtrec.config import Params, ParamsError, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -28,6 +28,14 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _params(path: Path) -> Params:
+    """The typed params; a bad file ends the command with its one-line message."""
+    try:
+        return load_params(path)
+    except ParamsError as exc:
+        _fail(f"invalid params: {exc}", code=2)
+
+
 @app.command()
 def ingest(params: Path = PARAMS) -> None:
     """Read the configured data source into data/raw/exposures.parquet."""
@@ -35,7 +43,7 @@ def ingest(params: Path = PARAMS) -> None:
     from mtrec.data.sources import SourceError
 
     _setup_logging()
-    p = load_params(params)
+    p = _params(params)
     try:
         summary = run(p.data, p.paths.raw)
     except SourceError as exc:
@@ -50,7 +58,7 @@ def validate(params: Path = PARAMS) -> None:
     from mtrec.data.validate import validate_exposures
 
     _setup_logging()
-    p = load_params(params)
+    p = _params(params)
     report_path = p.paths.reports / "validation.json"
     try:
         report = validate_exposures(
@@ -68,7 +76,7 @@ def split(params: Path = PARAMS) -> None:
     from mtrec.data.split import split_exposures
 
     _setup_logging()
-    p = load_params(params)
+    p = _params(params)
     meta = split_exposures(p.paths.validated, p.paths.processed, p.split)
     typer.echo(f"split: {json.dumps(meta['rows'])} -> {p.paths.processed}")
 
@@ -83,23 +91,20 @@ BACKBONES = typer.Option(
 def _reward_backbones(p, backbones: list[str] | None) -> list[str]:
     """The backbones whose reward models a step handles: the ones asked for, else
     the recommender matrix's (one reward model per backbone it guides)."""
-    from mtrec.config import RecommenderConfig
-
     if backbones:
         return list(backbones)
-    return list(RecommenderConfig.model_validate(p.section("recommender")).backbones)
+    return list(p.recommender.backbones)
 
 
 @app.command("train-reward")
 def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS) -> None:
     """Train the QR-IQL mental reward model (and its -IRL ablation) of each backbone
     into models/reward/<backbone>/{qnetwork,irl}."""
-    from mtrec.config import RewardConfig
     from mtrec.reward.train import reward_runs, train_reward
 
     _setup_logging()
-    p = load_params(params)
-    config = RewardConfig.model_validate(p.section("reward"))
+    p = _params(params)
+    config = p.reward
     for kind in _reward_backbones(p, backbone):
         for out_dir, run_config in reward_runs(config, p.paths.models, kind).items():
             paths = train_reward(run_config, p.paths.processed, out_dir)
@@ -116,13 +121,12 @@ def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS)
 def read_out_rewards_command(backbone: list[str] = BACKBONES, params: Path = PARAMS) -> None:
     """Rewards of every exposure from each backbone's reward model ->
     <recommender.rewards_path>/<backbone>.parquet, reports/reward/<backbone>/."""
-    from mtrec.config import RecommenderConfig
     from mtrec.reward import reward_model_dir
     from mtrec.reward.readout import read_out_rewards
 
     _setup_logging()
-    p = load_params(params)
-    recommender = RecommenderConfig.model_validate(p.section("recommender"))
+    p = _params(params)
+    recommender = p.recommender
     if recommender.rewards_path is None:
         _fail("read-out-rewards: set recommender.rewards_path (where the guided candidates read)")
     kinds = _reward_backbones(p, backbone)
@@ -154,19 +158,33 @@ def train_recommender_command(
     seed: list[int] = typer.Option(None, help="seed(s) to train; default recommender.seeds"),
     models: Path = typer.Option(None, help="candidates folder; default paths.candidates"),
     params: Path = PARAMS,
+    stop_after_epochs: int = typer.Option(
+        None, min=1, help="testing resume: stop (as if killed) after this many epochs"
+    ),
+    progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Train one candidate <backbone>-<guidance> for each seed into <models>/<name>/."""
-    from mtrec.config import RecommenderConfig
+    from mtrec.training.loop import TrainingStopped
     from mtrec.training.recommender import candidate_name, train_recommender
 
     _setup_logging()
-    p = load_params(params)
-    config = RecommenderConfig.model_validate(p.section("recommender"))
+    p = _params(params)
+    config = p.recommender
     name = candidate_name(backbone, guidance)
     out_dir = (models or p.paths.candidates) / name
-    summary = train_recommender(
-        config, backbone, guidance, p.paths.processed, out_dir, seeds=seed or None
-    )
+    try:
+        summary = train_recommender(
+            config,
+            backbone,
+            guidance,
+            p.paths.processed,
+            out_dir,
+            seeds=seed or None,
+            stop_after_epochs=stop_after_epochs,
+            progress=progress,
+        )
+    except TrainingStopped as exc:
+        _fail(f"{name}: {exc}; run again to resume from its checkpoint", code=3)
     monitor = summary["monitor"]
     for run_seed, result in summary["seeds"].items():
         valid = result["valid"].get(monitor)
@@ -189,12 +207,11 @@ def tune_command(
     """Tune one guidance option on validation only -> <models>/tuning/<name>/tuning.json."""
     import yaml
 
-    from mtrec.config import RecommenderConfig
     from mtrec.training.tune import tune_option
 
     _setup_logging()
-    p = load_params(params)
-    config = RecommenderConfig.model_validate(p.section("recommender"))
+    p = _params(params)
+    config = p.recommender
     out_dir = p.paths.models / "tuning" / f"{backbone}-{guidance}-{option}"
     report = tune_option(
         config,
@@ -221,20 +238,17 @@ def evaluate_command(
 ) -> None:
     """Score every trained candidate (<models>/*/train_summary.json) on the test
     split -> reports/metrics.json, reports/candidates/, reports/plots/curves/."""
-    from mtrec.config import EvaluateConfig
     from mtrec.evaluation.evaluate import evaluate_candidates
 
     _setup_logging()
-    p = load_params(params)
-    config = EvaluateConfig.model_validate(p.section("evaluate"))
+    p = _params(params)
+    config = p.evaluate
     models = models or p.paths.candidates
     names = None
-    if p.section("recommender"):
+    if "recommender" in p.model_fields_set:
         # Only the matrix params.yaml asks for: a candidate left on disk by an
         # earlier matrix must not reach the gate.
-        from mtrec.config import RecommenderConfig
-
-        matrix = RecommenderConfig.model_validate(p.section("recommender"))
+        matrix = p.recommender
         names = [f"{b}-{g}" for b in matrix.backbones for g in matrix.guidances]
     report = evaluate_candidates(config, p.paths.processed, models, p.paths.reports, names)
     for name, entry in report["candidates"].items():
@@ -248,16 +262,15 @@ def evaluate_command(
 @app.command()
 def gate(params: Path = PARAMS) -> None:
     """Track candidates in MLflow, apply the offline-metric gate, set registry aliases."""
-    from mtrec.config import GateConfig, TrackingConfig
     from mtrec.lifecycle.steps import run_gate
 
     _setup_logging()
-    p = load_params(params)
+    p = _params(params)
     decision = run_gate(
         p.paths.reports / "metrics.json",
         p.paths.reports / "gate.json",
-        GateConfig.model_validate(p.section("gate")),
-        TrackingConfig.model_validate(p.section("tracking")),
+        p.gate,
+        p.tracking,
         Path.cwd(),
         p.paths.processed,
         p.paths.models,
@@ -269,15 +282,14 @@ def gate(params: Path = PARAMS) -> None:
 @app.command()
 def package(params: Path = PARAMS) -> None:
     """Import the registry's champion as a Bento model and build the Bento."""
-    from mtrec.config import PackageConfig, TrackingConfig
     from mtrec.lifecycle.package import package_champion
 
     _setup_logging()
-    p = load_params(params)
+    p = _params(params)
     try:
         summary = package_champion(
-            TrackingConfig.model_validate(p.section("tracking")),
-            PackageConfig.model_validate(p.section("package")),
+            p.tracking,
+            p.package,
             Path.cwd(),
             p.paths.reports / "package.json",
         )
@@ -301,11 +313,10 @@ def simulate_online_command(
     baseline: str = typer.Option("popularity", help="the policy the others are compared with"),
 ) -> None:
     """Online A/B in the simulator (data.simulator, section `online`) -> reports/online.json."""
-    from mtrec.config import OnlineConfig, SimulatorConfig
     from mtrec.simulator.steps import online_evaluation
 
     _setup_logging()
-    p = load_params(params)
+    p = _params(params)
     out_path = p.paths.reports / "online.json"
     if p.data.source != "synthetic":
         # Only the simulator knows users' true reward; say so instead of faking a number.
@@ -329,8 +340,8 @@ def simulate_online_command(
             if seeds:
                 model_dirs[name] = Path(seeds[sorted(seeds, key=int)[0]])
     report = online_evaluation(
-        p.data.simulator or SimulatorConfig(),
-        OnlineConfig.model_validate(p.section("online")),
+        p.data.simulator,
+        p.online,
         model_dirs,
         out_path,
         baseline,

@@ -1,17 +1,26 @@
 """Typed configuration read once from params.yaml by the entry points.
 
-Every section is a small pydantic model that rejects unknown keys, so a typo in
-params.yaml fails loudly instead of silently falling back to a default. Library
+params.yaml is closed and fully typed: `Params` has one pydantic model per
+section and every model rejects unknown keys, so a misspelled section, key or
+guidance name fails at load (`load_params` raises `ParamsError`, one line naming
+the key and the file) instead of silently falling back to a default. Library
 functions receive one of these sections (or plain arguments), never a dict.
+
+One source of truth for defaults: every field of every model here (and of each
+registered guidance's options model) is written in params.yaml with a comment,
+and a code default, where there is one, equals the params.yaml value
+(tests/test_config.py checks both).
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class StrictModel(BaseModel):
@@ -138,7 +147,7 @@ class DataConfig(StrictModel):
     # Amazon only: "csv" (user,item,rating,timestamp without header) or "jsonl".
     format: Literal["auto", "csv", "jsonl"] = "auto"
     # Source `synthetic` only: the simulated world and its logging policy.
-    simulator: SimulatorConfig | None = None
+    simulator: SimulatorConfig = SimulatorConfig()
 
 
 class ValidateConfig(StrictModel):
@@ -146,7 +155,7 @@ class ValidateConfig(StrictModel):
 
     # Keep users and items with at least this many positives, iterated to a fixed
     # point (the k-core). 0 disables. Removed counts go to the report.
-    k_core: int = Field(5, ge=0)
+    k_core: int = Field(0, ge=0)
     # After filtering, every user needs this many positives (LOO needs 3).
     min_positives_per_user: int = Field(3, ge=1)
     # "fail": any failed check stops the pipeline. "quarantine": rows that fail
@@ -193,33 +202,6 @@ class Paths(StrictModel):
             object.__setattr__(self, "candidates", self.models / "candidates")
 
 
-class Params(BaseModel):
-    """The whole params.yaml. Sections owned by later stages are kept as raw
-    mappings here and parsed by their own typed configs, so each stage only
-    depends on the keys it uses."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    data: DataConfig = DataConfig()
-    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
-    split: SplitConfig = SplitConfig()
-    paths: Paths = Paths()
-
-    def section(self, name: str) -> dict:
-        """Raw mapping of a section that a later stage parses itself."""
-        extra = self.model_extra or {}
-        return dict(extra.get(name) or {})
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    if not path.exists():
-        return Params()
-    with path.open() as fh:
-        raw = yaml.safe_load(fh) or {}
-    return Params.model_validate(raw)
-
-
 class GateConfig(StrictModel):
     """The offline-metric gate (stage `gate`): which candidate may become champion.
 
@@ -231,7 +213,7 @@ class GateConfig(StrictModel):
     primary_metric: str = "NDCG_p@10"
     # Strictly more than this relative gain over each reference is needed
     # (0.0: any strict improvement; a tie never passes).
-    min_relative_improvement: float = Field(0.0, ge=0.0)
+    min_relative_improvement: float = Field(0.01, ge=0.0)
     # Metrics that may not drop by more than `guard_tolerance` (relative).
     guard_metrics: tuple[str, ...] = ("AUC", "NDCG@10")
     guard_tolerance: float = Field(0.02, ge=0.0, le=1.0)
@@ -330,6 +312,26 @@ class PackageConfig(StrictModel):
 # --- The mental reward model (owned by the reward area; read by mtrec.reward) ---
 
 
+class RewardEncoders(StrictModel):
+    """The reward model's encoder per backbone kind: the reward model that guides a
+    `<kind>` recommender has a `<kind>` encoder of these sizes (smaller than the
+    recommender's own). A kind written with only some keys takes the others from
+    its config class (e.g. `GRU4RecConfig`), as the untyped mapping did."""
+
+    sasrec: SASRecConfig = SASRecConfig(
+        max_history=20, dim=32, n_layers=1, n_heads=1, ffn_dim=64, dropout=0.1
+    )
+    gru4rec: GRU4RecConfig = GRU4RecConfig(
+        max_history=20, dim=32, hidden_dim=64, n_layers=1, dropout=0.1
+    )
+    din: DINConfig = DINConfig(
+        max_history=20, dim=32, attention_hidden=36, mlp_hidden=(64, 32), dropout=0.1
+    )
+
+    def of(self, kind: str) -> SASRecConfig | GRU4RecConfig | DINConfig:
+        return getattr(self, kind)
+
+
 class RewardConfig(StrictModel):
     """QR-IQL mental reward model (stage `train_reward`) and its read-out (METHOD.md §2)."""
 
@@ -337,11 +339,8 @@ class RewardConfig(StrictModel):
     # has the same architecture. The pipeline trains one reward model per backbone
     # of `recommender.backbones`, resolved by `for_backbone` from `encoders`.
     backbone: ModelConfig = Field(default_factory=SASRecConfig)
-    # Sizes of the reward model's encoder per backbone kind (the keys of that kind's
-    # config, without `kind`); a kind not listed uses its config's defaults.
-    encoders: dict[Literal["sasrec", "gru4rec", "din"], dict[str, Any]] = Field(
-        default_factory=dict
-    )
+    # Sizes of the reward model's encoder per backbone kind (that kind's config).
+    encoders: RewardEncoders = Field(default_factory=lambda: RewardEncoders())
     # "qr-iql": N quantiles, quantile-Huber TD term; "iq-learn": the "-IRL" ablation
     # (N must be 1; squared chi^2 TD term).
     objective: Literal["qr-iql", "iq-learn"] = "qr-iql"
@@ -369,9 +368,9 @@ class RewardConfig(StrictModel):
     head_hidden: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    max_epochs: int = Field(8, ge=1)
+    max_epochs: int = Field(4, ge=1)
     # Stop after this many epochs without a better validation loss (keep the best epoch).
-    patience: int = Field(2, ge=1)
+    patience: int = Field(1, ge=1)
     # A training batch is `windows_per_batch` runs of `window` consecutive exposures
     # (plus one row for the last next state): one forward pass per run, no padding.
     window: int = Field(64, ge=1)
@@ -387,9 +386,7 @@ class RewardConfig(StrictModel):
 
     def for_backbone(self, kind: str) -> RewardConfig:
         """This config with the encoder of the reward model that guides `kind`."""
-        raw = {**self.encoders.get(kind, {}), "kind": kind}
-        backbone = TypeAdapter(ModelConfig).validate_python(raw)
-        return self.model_copy(update={"backbone": backbone})
+        return self.model_copy(update={"backbone": self.encoders.of(kind)})
 
     @model_validator(mode="after")
     def _irl_has_one_quantile(self) -> RewardConfig:
@@ -404,7 +401,7 @@ class RewardConfig(StrictModel):
 class TrainConfig(StrictModel):
     """The training loop shared by every candidate (stage `train_recommender`)."""
 
-    max_epochs: int = Field(50, ge=1)
+    max_epochs: int = Field(30, ge=1)
     # Windows (a user's run of up to max_history positives and their exposures) per batch.
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -414,7 +411,7 @@ class TrainConfig(StrictModel):
     # user's valid positive, history masked), any key of the ranking metrics,
     # "AUC" (valid exposures) or "loss" (valid BCE, minimised).
     monitor: str = "NDCG@10"
-    patience: int = Field(5, ge=1)
+    patience: int = Field(4, ge=1)
     # Weight of a full-catalogue softmax CE on positive exposures added to the
     # exposure BCE (RecBole's CE objective); 0 = BCE only. Dot-product backbones.
     catalogue_ce_weight: float = Field(0.0, ge=0.0)
@@ -425,42 +422,69 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(256, ge=1)
     # Continue from the last epoch checkpoint when one exists.
     resume: bool = True
-    # Stop (as if killed) after this many epochs of this invocation; testing only.
-    stop_after_epochs: int | None = Field(None, ge=1)
-    progress: bool = True
+
+
+Backbone = Literal["sasrec", "gru4rec", "din"]
 
 
 class RecommenderConfig(StrictModel):
     """The candidate matrix (backbone x guidance) and how each is trained."""
 
-    backbones: tuple[Literal["sasrec", "gru4rec", "din"], ...] = ("sasrec", "gru4rec", "din")
+    backbones: tuple[Backbone, ...] = ("gru4rec",)
     # Guidance = the training loss: "none" (BCE), the comparison rows registered by
     # mtrec.baselines ("ntr", "adt-tce", "adt-rce", "pnfrec") and the MTRec
     # alignment losses registered by mtrec.reward ("mtrec", ...).
-    guidances: tuple[str, ...] = ("none",)
-    # Options per guidance name (each guidance validates its own keys; values may
-    # nest, e.g. pnfrec's negative_feedback block).
-    guidance_options: dict[str, dict[str, object]] = Field(default_factory=dict)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    guidances: tuple[str, ...] = ("none", "mtrec")
+    # Options per guidance name, checked at load against that guidance's options
+    # model (its registered pydantic model); an option left out takes the model's
+    # default. Values may nest, e.g. pnfrec's negative_feedback block.
+    guidance_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Per-backbone changes to `guidance_options` (e.g. {sasrec: {mtrec: {beta: 0.1}}}),
+    # so one matrix can give each backbone its own options; merged key by key over
+    # `guidance_options[<guidance>]` (see `options_for`).
+    guidance_options_overrides: dict[Backbone, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict
+    )
+    seeds: tuple[int, ...] = (0, 1)
     # Per-exposure columns (the reward read-out) for guidances that need them, joined
     # onto the training exposures by (split, row order within the split): a folder
     # with one table per backbone (<backbone>.parquet, from the reward model on that
     # backbone: `mtrec read-out-rewards`), or one .parquet file every backbone shares.
-    rewards_path: Path | None = None
+    rewards_path: Path | None = Path("data/processed/rewards")
     sasrec: SASRecConfig = SASRecConfig()
     gru4rec: GRU4RecConfig = GRU4RecConfig()
     din: DINConfig = DINConfig()
     train: TrainConfig = TrainConfig()
     # Per-backbone changes to `train` (e.g. {sasrec: {catalogue_ce_weight: 1.0,
     # patience: 10}}), so one matrix can train each backbone with its own recipe.
-    train_overrides: dict[Literal["sasrec", "gru4rec", "din"], dict[str, object]] = Field(
-        default_factory=dict
-    )
+    train_overrides: dict[Backbone, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_train_overrides(self) -> RecommenderConfig:
         for backbone in self.train_overrides:
-            self.train_for(backbone)  # unknown keys or bad values fail here, at load
+            try:
+                self.train_for(backbone)  # unknown keys or bad values fail here, at load
+            except ValidationError as error:
+                where = f"recommender.train_overrides.{backbone}"
+                raise ValueError(f"{where}: {_one_line(error, TrainConfig)}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_guidances(self) -> RecommenderConfig:
+        """Every guidance named (in the matrix, the options or the overrides) is
+        registered, and its options parse into its options model, at load."""
+        named = {"recommender.guidances": list(self.guidances)}
+        named["recommender.guidance_options"] = list(self.guidance_options)
+        for backbone, per_guidance in self.guidance_options_overrides.items():
+            named[f"recommender.guidance_options_overrides.{backbone}"] = list(per_guidance)
+        for where, names in named.items():
+            for name in names:
+                guidance_options_model(name, where)
+        for guidance in self.guidance_options:
+            self.parsed_options_for(None, guidance)
+        for backbone, per_guidance in self.guidance_options_overrides.items():
+            for guidance in per_guidance:
+                self.parsed_options_for(backbone, guidance)
         return self
 
     def backbone_config(self, backbone: str) -> SASRecConfig | GRU4RecConfig | DINConfig:
@@ -473,11 +497,45 @@ class RecommenderConfig(StrictModel):
             return self.train
         return TrainConfig.model_validate({**self.train.model_dump(), **override})
 
+    def options_for(self, backbone: str | None, guidance: str) -> dict[str, Any]:
+        """The options `guidance` trains `backbone` with, as written in params.yaml:
+        `guidance_options[guidance]` with `guidance_options_overrides[backbone][guidance]`
+        merged over it (None: no backbone's overrides). What the loss factory gets."""
+        options = dict(self.guidance_options.get(guidance, {}))
+        if backbone is not None:
+            options |= self.guidance_options_overrides.get(backbone, {}).get(guidance, {})
+        return options
+
+    def parsed_options_for(self, backbone: str | None, guidance: str) -> BaseModel:
+        """`options_for` parsed into the guidance's options model (defaults filled in)."""
+        model = guidance_options_model(guidance)
+        where = "recommender.guidance_options"
+        if backbone is not None and guidance in self.guidance_options_overrides.get(backbone, {}):
+            where = f"recommender.guidance_options_overrides.{backbone}"
+        try:
+            return model.model_validate(self.options_for(backbone, guidance))
+        except ValidationError as error:
+            raise ValueError(f"{where}.{guidance}: {_one_line(error, model)}") from None
+
     def rewards_table(self, backbone: str) -> Path | None:
         """The per-exposure reward table the candidates of `backbone` train on."""
         if self.rewards_path is None or self.rewards_path.suffix == ".parquet":
             return self.rewards_path
         return self.rewards_path / f"{backbone}.parquet"
+
+
+def guidance_options_model(name: str, where: str = "recommender") -> type[BaseModel]:
+    """The options model of registered guidance `name`; an unknown name is a ValueError
+    naming it, where it was found and the registered names (closest first)."""
+    # Imported here: the registry lives with the losses (torch), which import this module.
+    from mtrec.training.losses import known_guidances, options_model
+
+    known = known_guidances()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{where}: unknown guidance {name!r}{hint}; registered: {known}")
+    return options_model(name)
 
 
 class EvaluateConfig(StrictModel):
@@ -490,3 +548,79 @@ class EvaluateConfig(StrictModel):
     ties: Literal["pessimistic", "average"] = "pessimistic"
     batch_size: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Params(StrictModel):
+    """The whole params.yaml: one typed model per section, no other key allowed.
+
+    A section left out of a params file takes its model's defaults (which equal
+    the project's params.yaml, see the module docstring)."""
+
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    split: SplitConfig = SplitConfig()
+    paths: Paths = Paths()
+    gate: GateConfig = GateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    package: PackageConfig = PackageConfig()
+    flow: FlowConfig = FlowConfig()
+    # A factory: checking the guidances needs their registry, imported on first use.
+    recommender: RecommenderConfig = Field(default_factory=lambda: RecommenderConfig())
+    evaluate: EvaluateConfig = EvaluateConfig()
+    reward: RewardConfig = RewardConfig()
+    online: OnlineConfig = OnlineConfig()
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be read or breaks the schema; the message is one
+    line naming the file and the offending key(s)."""
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """params.yaml as typed sections (all defaults when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return Params()
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(f"{path}: {_one_line(error, Params)}") from None
+
+
+def _one_line(error: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """A pydantic error as one line: `<dotted key>: <problem>` per error, joined by
+    '; '. An unknown key gets the closest allowed key of its model, when `root`
+    lets us find that model."""
+    parts = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        where = ".".join(loc)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(root, loc[:-1]) if root is not None else []
+            close = difflib.get_close_matches(loc[-1], allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = f"unknown key{hint}; allowed: {allowed}" if allowed else "unknown key"
+        if item["type"] == "value_error" and message.split(":")[0].startswith(where):
+            parts.append(message)  # the validator already named the full key
+        else:
+            parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """The keys the model at `loc` (a path of field names from `model`) accepts."""
+    for part in loc:
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        annotation = fields[part].annotation if part in fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [info.alias or name for name, info in model.model_fields.items()]

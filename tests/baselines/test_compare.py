@@ -24,7 +24,6 @@ def _config(max_epochs: int = 3) -> RecommenderConfig:
             learning_rate=0.01,
             device="cpu",
             num_threads=1,
-            progress=False,
         ),
     )
 

@@ -35,7 +35,7 @@ TINY = {
         "seeds": [0, 1],
         "gru4rec": {"max_history": 8, "dim": 8, "hidden_dim": 8},
         "sasrec": {"max_history": 8, "dim": 8, "n_layers": 1, "n_heads": 1, "ffn_dim": 8},
-        "train": {"max_epochs": 2, "patience": 1, "progress": False},
+        "train": {"max_epochs": 2, "patience": 1},
     },
 }
 

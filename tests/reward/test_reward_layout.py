@@ -7,6 +7,7 @@ from mtrec.config import (
     GRU4RecConfig,
     RecommenderConfig,
     RewardConfig,
+    RewardEncoders,
     SASRecConfig,
 )
 from mtrec.reward import reward_model_dir
@@ -20,8 +21,9 @@ def test_for_backbone_takes_that_kinds_encoder_sizes_and_keeps_the_rest():
     gru = config.for_backbone("gru4rec")
     assert gru.backbone == GRU4RecConfig(max_history=20, dim=32, hidden_dim=64)
     assert gru.n_quantiles == 7 and gru.encoders == config.encoders
-    # A kind without sizes gets its config's defaults, still of the right kind.
-    assert config.for_backbone("sasrec").backbone == SASRecConfig()
+    # A kind without sizes gets the default reward encoder of its kind (params.yaml's).
+    assert config.for_backbone("sasrec").backbone == RewardEncoders().sasrec
+    assert isinstance(config.for_backbone("sasrec").backbone, SASRecConfig)
     assert isinstance(config.for_backbone("din").backbone, DINConfig)
 
 
@@ -35,4 +37,4 @@ def test_rewards_table_is_per_backbone_for_a_folder_and_shared_for_a_file():
     assert folder.rewards_table("din") == Path("data/processed/rewards/din.parquet")
     single = RecommenderConfig(rewards_path="x/rewards.parquet")
     assert single.rewards_table("din") == Path("x/rewards.parquet")
-    assert RecommenderConfig().rewards_table("din") is None
+    assert RecommenderConfig(rewards_path=None).rewards_table("din") is None

@@ -16,7 +16,8 @@ def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir,
             "backbones": ["gru4rec"],
             "seeds": [3],
             "gru4rec": {"max_history": 5, "dim": 8, "hidden_dim": 8},
-            "train": {"max_epochs": 2, "batch_size": 8, "progress": False, "device": "cpu"},
+            "guidances": ["none"],
+            "train": {"max_epochs": 2, "batch_size": 8, "device": "cpu"},
         },
         "evaluate": {"ks": [5, 10], "device": "cpu"},
     }
@@ -28,7 +29,7 @@ def test_train_and_evaluate_commands_write_models_and_reports(toy_processed_dir,
     trained = runner.invoke(
         app,
         ["train-recommender", "--backbone", "gru4rec", "--models", str(models)]
-        + ["--params", str(params_file)],
+        + ["--params", str(params_file), "--no-progress"],
     )
     assert trained.exit_code == 0, trained.output
     assert "gru4rec-none seed 3" in trained.output
@@ -50,5 +51,7 @@ def test_unknown_recommender_keys_are_rejected(toy_processed_dir, tmp_path):
     result = CliRunner().invoke(
         app, ["train-recommender", "--backbone", "sasrec", "--params", str(params_file)]
     )
-    assert result.exit_code != 0
-    assert "trian" in str(result.exception)
+    # One line naming the key and the file, no traceback (a SystemExit, not a crash).
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "recommender.trian: unknown key (did you mean 'train'?)" in result.output
+    assert str(params_file) in result.output and len(result.output.strip().splitlines()) == 1

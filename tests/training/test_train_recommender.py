@@ -25,7 +25,7 @@ from mtrec.training.recommender import attach_exposure_columns
 
 
 def _config(**train) -> RecommenderConfig:
-    defaults = dict(max_epochs=3, batch_size=4, learning_rate=0.01, patience=5, progress=False)
+    defaults = dict(max_epochs=3, batch_size=4, learning_rate=0.01, patience=5)
     return RecommenderConfig(
         seeds=(0,),
         sasrec=SASRecConfig(max_history=6, dim=16, n_layers=1, ffn_dim=32, dropout=0.3),
@@ -59,9 +59,12 @@ def _weights(path):
 def test_a_killed_run_resumes_to_the_uninterrupted_result(toy_processed_dir, tmp_path):
     torch.set_num_threads(1)
     whole = train_recommender(_config(), "sasrec", "none", toy_processed_dir, tmp_path / "whole")
-    killed_config = _config(stop_after_epochs=1)
+    # stop_after_epochs is not a setting of the run: the resumed call below (without
+    # it) continues this checkpoint.
     with pytest.raises(TrainingStopped):
-        train_recommender(killed_config, "sasrec", "none", toy_processed_dir, tmp_path / "killed")
+        train_recommender(
+            _config(), "sasrec", "none", toy_processed_dir, tmp_path / "killed", stop_after_epochs=1
+        )
     partial = pd.read_csv(tmp_path / "killed" / "seed_0" / "metrics.csv")
     assert len(partial) == 1
 

@@ -12,7 +12,7 @@ def test_tuning_trains_each_value_and_picks_the_best_on_validation(toy_processed
     config = RecommenderConfig(
         seeds=(0,),
         gru4rec=GRU4RecConfig(max_history=6, dim=16, hidden_dim=16),
-        train=TrainConfig(max_epochs=2, batch_size=4, learning_rate=0.01, progress=False),
+        train=TrainConfig(max_epochs=2, batch_size=4, learning_rate=0.01),
         guidance_options={"adt-rce": {"reweight_negatives": False}},
     )
     report = tune_option(
@@ -25,9 +25,10 @@ def test_tuning_trains_each_value_and_picks_the_best_on_validation(toy_processed
     for beta in (0.0, 0.5):
         saved = json.loads((tmp_path / f"beta={beta}" / "train_summary.json").read_text())
         assert saved["guidance"] == "adt-rce"
+    # The suggestion is the tuned backbone's own override (merged over guidance_options).
     assert report["params"] == {
         "recommender": {
-            "guidance_options": {"adt-rce": {"reweight_negatives": False, "beta": report["best"]}}
+            "guidance_options_overrides": {"gru4rec": {"adt-rce": {"beta": report["best"]}}}
         }
     }
     assert json.loads((tmp_path / "tuning.json").read_text())["best"] == report["best"]
@@ -39,7 +40,7 @@ def test_tuning_names_a_missing_criterion(toy_processed_dir, tmp_path):
     config = RecommenderConfig(
         seeds=(0,),
         gru4rec=GRU4RecConfig(max_history=6, dim=8, hidden_dim=8),
-        train=TrainConfig(max_epochs=1, batch_size=4, progress=False),
+        train=TrainConfig(max_epochs=1, batch_size=4),
     )
     with pytest.raises(KeyError, match="NOPE@10"):
         tune_option(

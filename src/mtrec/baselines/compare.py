@@ -43,7 +43,7 @@ def check_guidance(config: RecommenderConfig, backbone: str, guidance: str, n_it
     context = LossContext(
         model=model, catalogue_ce_weight=config.train_for(backbone).catalogue_ce_weight
     )
-    loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
+    loss = make_loss(guidance, config.options_for(backbone, guidance), context)
     check_satisfaction_use(guidance, required_columns(loss))
 
 
@@ -129,7 +129,7 @@ def compare_guidances(
         "seeds": seeds,
         "split": "test",
         "train": config.train_for(backbone).model_dump(mode="json"),
-        "guidance_options": {g: config.guidance_options.get(g, {}) for g in guidances},
+        "guidance_options": {g: config.options_for(backbone, g) for g in guidances},
         "candidates": {},
     }
     names = {guidance: candidate_name(backbone, guidance) for guidance in guidances}

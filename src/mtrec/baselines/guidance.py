@@ -186,21 +186,35 @@ class PNFRecLoss(nn.Module):
         return self.branch.combine(terms)
 
 
-@register_guidance("ntr", trains_on_satisfaction=NotToRecommendConfig.trains_on_satisfaction)
+@register_guidance(
+    "ntr",
+    trains_on_satisfaction=NotToRecommendConfig.trains_on_satisfaction,
+    options=NotToRecommendConfig,
+)
 def _ntr(options: Mapping[str, Any], context: LossContext) -> NotToRecommendLoss:
     return NotToRecommendLoss(NotToRecommendConfig.model_validate(dict(options)), context)
 
 
-@register_guidance("adt-tce", trains_on_satisfaction=TruncatedLossConfig.trains_on_satisfaction)
+@register_guidance(
+    "adt-tce",
+    trains_on_satisfaction=TruncatedLossConfig.trains_on_satisfaction,
+    options=TruncatedLossConfig,
+)
 def _adt_tce(options: Mapping[str, Any], context: LossContext) -> TruncatedLoss:
     return TruncatedLoss(TruncatedLossConfig.model_validate(dict(options)), context)
 
 
-@register_guidance("adt-rce", trains_on_satisfaction=ReweightedLossConfig.trains_on_satisfaction)
+@register_guidance(
+    "adt-rce",
+    trains_on_satisfaction=ReweightedLossConfig.trains_on_satisfaction,
+    options=ReweightedLossConfig,
+)
 def _adt_rce(options: Mapping[str, Any], context: LossContext) -> ReweightedLoss:
     return ReweightedLoss(ReweightedLossConfig.model_validate(dict(options)), context)
 
 
-@register_guidance("pnfrec", trains_on_satisfaction=PNFRecConfig.trains_on_satisfaction)
+@register_guidance(
+    "pnfrec", trains_on_satisfaction=PNFRecConfig.trains_on_satisfaction, options=PNFRecConfig
+)
 def _pnfrec(options: Mapping[str, Any], context: LossContext) -> PNFRecLoss:
     return PNFRecLoss(PNFRecConfig.model_validate(dict(options)), context)

@@ -59,8 +59,8 @@ def alignment_loss(
 class AlignmentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Weight of the alignment term (tune on validation).
-    beta: float = Field(0.1, ge=0.0)
+    # Weight of the alignment term (tune on validation; the value of params.yaml).
+    beta: float = Field(0.03, ge=0.0)
 
 
 class CVaROptions(AlignmentOptions):
@@ -118,10 +118,10 @@ def _factory(name: str):
 
 for _name in GUIDANCE_COLUMNS:
     if _name != "mtrec-cvar":  # it has a factory of its own, below (option q)
-        register_guidance(_name)(_factory(_name))
+        register_guidance(_name, options=AlignmentOptions)(_factory(_name))
 
 
-@register_guidance("mtrec-cvar")
+@register_guidance("mtrec-cvar", options=CVaROptions)
 def _mtrec_cvar(options: Mapping[str, Any], context: LossContext) -> AlignedBCELoss:
     """CVaR at the read-out's level (stored columns), or at option `q` (derived)."""
     parsed = CVaROptions.model_validate(dict(options))

@@ -45,7 +45,7 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 class TrainingStopped(RuntimeError):
-    """Raised when `stop_after_epochs` ends an invocation early (a simulated kill)."""
+    """Raised when `fit(stop_after_epochs=...)` ends an invocation early (a simulated kill)."""
 
 
 @dataclass
@@ -91,9 +91,7 @@ def _set_rng_state(state: dict) -> None:
 
 def run_fingerprint(config: TrainConfig, seed: int, extra: dict | None = None) -> str:
     """What must match for a checkpoint to be resumed (not the stop/resume knobs)."""
-    relevant = config.model_dump(
-        mode="json", exclude={"resume", "stop_after_epochs", "progress", "num_threads", "device"}
-    )
+    relevant = config.model_dump(mode="json", exclude={"resume", "num_threads", "device"})
     payload = json.dumps({"train": relevant, "seed": seed, "extra": extra or {}}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -146,6 +144,7 @@ def train_one_epoch(
     clock: TrainingClock,
     device: torch.device,
     parameters: Sequence[torch.nn.Parameter] | None = None,
+    progress: bool = False,
 ) -> float:
     """One pass over the windows in the order fixed by (seed, epoch); mean loss."""
     model.train()
@@ -155,7 +154,7 @@ def train_one_epoch(
     order_seed = seed * 100_003 + clock.epoch
     loader = window_loader(windows, config.batch_size, shuffle=True, seed=order_seed)
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=f"epoch {clock.epoch + 1}", disable=not config.progress, leave=False)
+    bar = tqdm(loader, desc=f"epoch {clock.epoch + 1}", disable=not progress, leave=False)
     for batch in bar:
         batch = batch.to(device)
         outputs = model(batch.positives, batch.items, batch.state_index)
@@ -185,10 +184,16 @@ def fit(
     callbacks: Sequence[EpochCallback] = (),
     fingerprint_extra: dict | None = None,
     item_ids: Sequence[str] | None = None,
+    stop_after_epochs: int | None = None,
+    progress: bool = False,
 ) -> FitResult:
     """Train `model` (already seeded and built) until early stopping or
     `max_epochs`, checkpointing every epoch in `out_dir`. Returns the best
-    epoch chosen on `validate(model)[config.monitor]`."""
+    epoch chosen on `validate(model)[config.monitor]`.
+
+    Not settings of the run (they are not in params.yaml and do not change the
+    result): `stop_after_epochs` raises `TrainingStopped` after that many epochs
+    of this call, as if killed (testing resume); `progress` shows tqdm bars."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = device or torch.device("cpu")
@@ -232,7 +237,16 @@ def fit(
     while not finished and clock.epoch < config.max_epochs:
         started, cpu_started = time.perf_counter(), time.process_time()
         train_loss = train_one_epoch(
-            model, loss_fn, optimizer, train_windows, config, seed, clock, device, parameters
+            model,
+            loss_fn,
+            optimizer,
+            train_windows,
+            config,
+            seed,
+            clock,
+            device,
+            parameters,
+            progress=progress,
         )
         train_seconds = time.perf_counter() - started
         # CPU seconds of this process: comparable across runs on a shared machine.
@@ -276,11 +290,7 @@ def fit(
         _write_csv(metrics_csv, history)
         for callback in callbacks:
             callback(clock.epoch, record)
-        if (
-            not finished
-            and config.stop_after_epochs is not None
-            and epochs_this_call >= config.stop_after_epochs
-        ):
+        if not finished and stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             raise TrainingStopped(f"stopped after epoch {clock.epoch} (stop_after_epochs)")
 
     if not best_dir.exists():

@@ -3,10 +3,12 @@
 A loss is any callable `(batch, outputs) -> scalar tensor` (protocol `Loss`)
 over a `WindowBatch` and the model's `ExposureOutputs`. A *guidance* is a
 named way to build the loss for a candidate (`<backbone>-<guidance>`):
-`register_guidance(name)` registers a factory `(options, context) -> Loss`,
-where `options` is the raw `guidance_options` mapping of the
-RecommenderConfig (validate it with your own pydantic model) and `context`
-gives the model, the base-loss weights and the training clock.
+`register_guidance(name, options=Model)` registers a factory
+`(options, context) -> Loss` and the pydantic model of its options: `options`
+is the guidance's mapping from `recommender.guidance_options` (merged with the
+backbone's `guidance_options_overrides`), which the config checks against
+`Model` when params.yaml is loaded; the factory parses it with the same model.
+`context` gives the model, the base-loss weights and the training clock.
 
 A loss that needs per-exposure columns (e.g. rewards r(s,1), r(s,0)) lists
 them in an attribute `required_columns`; the train step then joins them onto
@@ -62,6 +64,9 @@ class LossContext:
 
 GuidanceFactory = Callable[[Mapping[str, Any], LossContext], Loss]
 GUIDANCES: dict[str, GuidanceFactory] = {}
+# Guidance name -> the pydantic model of its options (mtrec.config checks
+# params.yaml's guidance_options with it at load).
+GUIDANCE_OPTIONS: dict[str, type[BaseModel]] = {}
 # Satisfaction signals are for evaluation: only a guidance registered with
 # `trains_on_satisfaction=True` (a literature baseline that does, as its paper
 # did) may train on these columns; every other guidance is refused.
@@ -72,10 +77,14 @@ GUIDANCE_PLUGINS: tuple[str, ...] = ("mtrec.baselines.guidance", "mtrec.reward.a
 
 
 def register_guidance(
-    name: str, trains_on_satisfaction: bool = False
+    name: str, trains_on_satisfaction: bool = False, options: type[BaseModel] | None = None
 ) -> Callable[[GuidanceFactory], GuidanceFactory]:
+    """Register `factory` as guidance `name`; `options` is the model of its options
+    (None: it takes none)."""
+
     def decorator(factory: GuidanceFactory) -> GuidanceFactory:
         GUIDANCES[name] = factory
+        GUIDANCE_OPTIONS[name] = NoOptions if options is None else options
         if trains_on_satisfaction:
             SATISFACTION_GUIDANCES.add(name)
         else:
@@ -110,6 +119,21 @@ def _load_plugins() -> None:
         except ModuleNotFoundError as error:
             if error.name != module:  # the plugin exists but is broken
                 raise
+
+
+def known_guidances() -> list[str]:
+    """Every registered guidance name (the plugins loaded), sorted."""
+    _load_plugins()
+    return sorted(GUIDANCES)
+
+
+def options_model(name: str) -> type[BaseModel]:
+    """The options model guidance `name` was registered with."""
+    if name not in GUIDANCES:
+        _load_plugins()
+    if name not in GUIDANCES:
+        raise KeyError(f"unknown guidance {name!r}; known: {sorted(GUIDANCES)}")
+    return GUIDANCE_OPTIONS.get(name, NoOptions)
 
 
 def make_loss(name: str, options: Mapping[str, Any], context: LossContext) -> Loss:
@@ -194,7 +218,7 @@ class BCELoss:
         return _with_catalogue_ce(self.context, batch, outputs, loss)
 
 
-@register_guidance("none")
+@register_guidance("none", options=NoOptions)
 def _bce(options: Mapping[str, Any], context: LossContext) -> Loss:
     NoOptions.model_validate(dict(options))
     return BCELoss(context)

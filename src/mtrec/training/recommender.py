@@ -83,8 +83,11 @@ def train_seed(
     seed: int,
     rewards: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    stop_after_epochs: int | None = None,
+    progress: bool = False,
 ) -> SeedResult:
-    """Train one seed of a candidate; the checkpoint is chosen on validation."""
+    """Train one seed of a candidate; the checkpoint is chosen on validation.
+    `stop_after_epochs` and `progress`: see `loop.fit` (testing / interactive knobs)."""
     train_config = config.train_for(backbone)
     if train_config.num_threads is not None:
         torch.set_num_threads(train_config.num_threads)
@@ -99,7 +102,8 @@ def train_seed(
     context = LossContext(
         model=model, catalogue_ce_weight=train_config.catalogue_ce_weight, clock=clock
     )
-    loss = make_loss(guidance, config.guidance_options.get(guidance, {}), context)
+    options = config.options_for(backbone, guidance)
+    loss = make_loss(guidance, options, context)
     columns = required_columns(loss)
     check_satisfaction_use(guidance, columns)
     train_frame = data.train
@@ -137,9 +141,11 @@ def train_seed(
         fingerprint_extra={
             "backbone": model_config.model_dump(mode="json"),
             "guidance": guidance,
-            "options": config.guidance_options.get(guidance, {}),
+            "options": options,
         },
         item_ids=item_ids,
+        stop_after_epochs=stop_after_epochs,
+        progress=progress,
     )
     return SeedResult(seed, result.best_model_dir, initial_dir, result)
 
@@ -153,9 +159,12 @@ def train_recommender(
     seeds: Sequence[int] | None = None,
     rewards_path: str | Path | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    stop_after_epochs: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Train candidate `<backbone>-<guidance>` for each seed (default:
-    config.seeds) into `out_dir`; writes and returns its train_summary.json."""
+    config.seeds) into `out_dir`; writes and returns its train_summary.json.
+    `stop_after_epochs` (testing resume) and `progress` (bars): see `loop.fit`."""
     out_dir = Path(out_dir)
     data = load_processed(processed_dir)
     table = rewards_path if rewards_path is not None else config.rewards_table(backbone)
@@ -164,7 +173,16 @@ def train_recommender(
     per_seed: dict[str, dict] = {}
     for seed in seeds:
         result = train_seed(
-            config, backbone, guidance, data, out_dir / f"seed_{seed}", seed, rewards, callbacks
+            config,
+            backbone,
+            guidance,
+            data,
+            out_dir / f"seed_{seed}",
+            seed,
+            rewards,
+            callbacks,
+            stop_after_epochs=stop_after_epochs,
+            progress=progress,
         )
         per_seed[str(seed)] = {
             "model_dir": str(result.model_dir),

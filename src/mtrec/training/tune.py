@@ -4,7 +4,8 @@ Each value trains the candidate `<backbone>-<guidance>` with that option for the
 given seeds (the same `train_recommender` the pipeline runs) and is scored by
 the mean over seeds of a *validation* metric of the checkpoint early stopping
 chose; the test split is never read. The report names the best value and the
-`recommender.guidance_options` entry to put in params.yaml.
+entry to put in params.yaml: the backbone's `recommender.guidance_options_overrides`
+(a value tuned on one backbone is that backbone's).
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def tune_option(
     seeds = list(config.seeds if seeds is None else seeds)
     trials = []
     for value in values:
-        options = {**config.guidance_options.get(guidance, {}), option: value}
-        trial_config = config.model_copy(
-            update={"guidance_options": {**config.guidance_options, guidance: options}}
-        )
+        # The trial value as this backbone's override: it wins over guidance_options
+        # and over an override already there, and leaves every other option as is.
+        overrides = {b: dict(per) for b, per in config.guidance_options_overrides.items()}
+        mine = overrides.setdefault(backbone, {})
+        mine[guidance] = {**mine.get(guidance, {}), option: value}
+        trial_config = config.model_copy(update={"guidance_options_overrides": overrides})
         summary = train_recommender(
             trial_config,
             backbone,
@@ -62,7 +65,6 @@ def tune_option(
             }
         )
     best = max(trials, key=lambda trial: trial["valid_mean"][criterion])
-    kept = {k: v for k, v in config.guidance_options.get(guidance, {}).items() if k != option}
     report = {
         "candidate": candidate_name(backbone, guidance),
         "option": option,
@@ -70,8 +72,12 @@ def tune_option(
         "seeds": seeds,
         "trials": trials,
         "best": best[option],
-        # The whole entry: the guidance's other options stay as they were tuned with.
-        "params": {"recommender": {"guidance_options": {guidance: {**kept, option: best[option]}}}},
+        # Merged over guidance_options[guidance], whose other options it was tuned with.
+        "params": {
+            "recommender": {
+                "guidance_options_overrides": {backbone: {guidance: {option: best[option]}}}
+            }
+        },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "tuning.json").write_text(json.dumps(report, indent=2) + "\n")
