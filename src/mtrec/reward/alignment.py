@@ -63,6 +63,11 @@ class AlignmentOptions(BaseModel):
     beta: float = Field(0.03, ge=0.0)
 
 
+class ExpectedOptions(AlignmentOptions):
+    # Not tuned for this read-out yet: the value it has always trained with.
+    beta: float = Field(0.1, ge=0.0)
+
+
 class CVaROptions(AlignmentOptions):
     # Lower-tail CVaR level q of the reward distribution (tune on validation);
     # None = the column the read-out stored at `reward.cvar_level`.
@@ -105,11 +110,11 @@ class AlignedBCELoss:
         return loss + self.beta * align
 
 
-def _factory(name: str):
+def _factory(name: str, options_model: type[AlignmentOptions]):
     positive, negative = GUIDANCE_COLUMNS[name]
 
     def build(options: Mapping[str, Any], context: LossContext) -> AlignedBCELoss:
-        parsed = AlignmentOptions.model_validate(dict(options))
+        parsed = options_model.model_validate(dict(options))
         return AlignedBCELoss(context, parsed.beta, positive, negative)
 
     build.__name__ = f"_{name.replace('-', '_')}"
@@ -118,7 +123,8 @@ def _factory(name: str):
 
 for _name in GUIDANCE_COLUMNS:
     if _name != "mtrec-cvar":  # it has a factory of its own, below (option q)
-        register_guidance(_name, options=AlignmentOptions)(_factory(_name))
+        _model = ExpectedOptions if _name == "mtrec-expected" else AlignmentOptions
+        register_guidance(_name, options=_model)(_factory(_name, _model))
 
 
 @register_guidance("mtrec-cvar", options=CVaROptions)

@@ -72,7 +72,8 @@ def tune_option(
         "seeds": seeds,
         "trials": trials,
         "best": best[option],
-        # Merged over guidance_options[guidance], whose other options it was tuned with.
+        # Goes into the backbone's override (merged over guidance_options[guidance],
+        # whose other options, and the override's, it was tuned with).
         "params": {
             "recommender": {
                 "guidance_options_overrides": {backbone: {guidance: {option: best[option]}}}
