@@ -92,25 +92,22 @@ class CatalogueObjective:
         targets = batch.items[slots]  # [n]
         proposal = self.proposal.to(states.device)
         if self.kind == "sampled":
-            negatives = torch.multinomial(proposal, self.n_negatives, replacement=True)  # [K]
-            candidates = torch.cat([targets.unsqueeze(1), negatives.expand(len(targets), -1)], 1)
-            hits = torch.zeros_like(candidates, dtype=torch.bool)
-            hits[:, 1:] = candidates[:, 1:] == targets.unsqueeze(1)
-            target_column = torch.zeros_like(targets)
-        else:
-            unique, target_column = torch.unique(targets, return_inverse=True)  # [U], [n]
-            candidates = unique.expand(len(targets), -1)
-            hits = torch.zeros_like(candidates, dtype=torch.bool)
-        logits = model.logits_from_states(states.unsqueeze(1), candidates)  # [n, C]
-        if self.logq_correction:
-            log_q = proposal[candidates].clamp_min(1e-12).log()
-            if self.kind == "sampled":
+            shared = torch.multinomial(proposal, self.n_negatives, replacement=True)  # [K]
+            negative_logits = model.shared_item_logits(states, shared)  # [n, K]
+            if self.logq_correction:
                 # Importance weights 1 / (K q) on the negatives, none on the
                 # positive: the denominator estimates the full partition sum.
-                log_q = log_q + math.log(self.n_negatives)
-                log_q[:, 0] = 0.0
-            logits = logits - log_q
-        logits = logits.masked_fill(hits, float("-inf"))
+                log_weight = proposal[shared].clamp_min(1e-12).log() + math.log(len(shared))
+                negative_logits = negative_logits - log_weight
+            hits = shared.unsqueeze(0) == targets.unsqueeze(1)  # accidental hits
+            positive_logits = model.logits_from_states(states, targets).unsqueeze(1)
+            logits = torch.cat([positive_logits, negative_logits.masked_fill(hits, -torch.inf)], 1)
+            target_column = torch.zeros_like(targets)
+        else:
+            shared, target_column = torch.unique(targets, return_inverse=True)  # [U], [n]
+            logits = model.shared_item_logits(states, shared)  # [n, U]
+            if self.logq_correction:
+                logits = logits - proposal[shared].clamp_min(1e-12).log()
         return logits.log_softmax(-1).gather(1, target_column.unsqueeze(1)).squeeze(1)
 
 

@@ -154,7 +154,7 @@ def catalogue_objective(config: TrainConfig, data: ProcessedData) -> CatalogueOb
     if config.catalogue_loss == "full":
         return CatalogueObjective()
     train = data.train
-    positives = torch.as_tensor(train.loc[train["response"] > 0.5, "item_idx"].to_numpy())
+    positives = torch.tensor(train.loc[train["response"] > 0.5, "item_idx"].to_numpy())
     alpha = 1.0 if config.catalogue_loss == "in_batch" else config.catalogue_sampling_alpha
     return CatalogueObjective(
         kind=config.catalogue_loss,
