@@ -415,6 +415,13 @@ class TrainConfig(StrictModel):
     # Weight of a full-catalogue softmax CE on positive exposures added to the
     # exposure BCE (RecBole's CE objective); 0 = BCE only. Dot-product backbones.
     catalogue_ce_weight: float = Field(0.0, ge=0.0)
+    # How that softmax is normalised: "full" over every item (cost grows with the
+    # catalogue), "sampled" over `catalogue_negatives` items shared by the batch
+    # and drawn from (positives + 1) ** catalogue_sampling_alpha (0: uniform),
+    # "in_batch" over the batch's positives; both with logQ correction.
+    catalogue_loss: Literal["full", "sampled", "in_batch"] = "full"
+    catalogue_negatives: int = Field(256, ge=1)
+    catalogue_sampling_alpha: float = Field(0.0, ge=0.0, le=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch intra-op threads on CPU; null leaves torch's default.
     num_threads: int | None = Field(None, ge=1)

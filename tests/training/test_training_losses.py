@@ -8,8 +8,10 @@ from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs, build_model
 from mtrec.training.losses import (
     GUIDANCES,
+    CatalogueObjective,
     LossContext,
     catalogue_ce,
+    item_proposal,
     make_loss,
     register_guidance,
     required_columns,
@@ -83,3 +85,103 @@ def test_a_registered_guidance_gets_its_columns():
         assert required_columns(loss_fn) == ("reward",)
     finally:
         GUIDANCES.pop("test-reward-weighted")
+
+
+# ------------------------------------------------- sampled and in-batch softmax
+
+
+def _positives_batch(items: list[int]) -> WindowBatch:
+    width = len(items)
+    return WindowBatch(
+        positives=torch.tensor([[1, 2]]),
+        items=torch.tensor([items]),
+        state_index=torch.zeros(1, width, dtype=torch.long),
+        response=torch.ones(1, width),
+        mask=torch.ones(1, width, dtype=torch.bool),
+        row=torch.arange(width).unsqueeze(0),
+        user_idx=torch.tensor([1]),
+    )
+
+
+def test_item_proposal_is_smoothed_popularity_to_the_alpha():
+    proposal = item_proposal(torch.tensor([1, 1, 1, 2]), n_items=3, alpha=1.0)
+    assert proposal.tolist() == pytest.approx([0.0, 4 / 7, 2 / 7, 1 / 7])
+    uniform = item_proposal(torch.tensor([1, 1, 1, 2]), n_items=3, alpha=0.0)
+    assert uniform.tolist() == pytest.approx([0.0, 1 / 3, 1 / 3, 1 / 3])
+
+
+def test_sampled_softmax_matches_a_hand_computation_with_logq():
+    model = _context().model
+    states = torch.randn(1, 2, 4)
+    batch = _positives_batch([3, 5])
+    outputs = ExposureOutputs(logits=torch.zeros(1, 2), states=states)
+    proposal = item_proposal(torch.tensor([1, 1, 2, 3, 4, 5, 6]), n_items=6, alpha=1.0)
+    objective = CatalogueObjective("sampled", n_negatives=4, proposal=proposal)
+    torch.manual_seed(7)
+    got = objective.log_probs(batch, outputs, model, batch.mask)
+    torch.manual_seed(7)
+    negatives = torch.multinomial(proposal, 4, replacement=True)
+    for slot, target in enumerate([3, 5]):
+        candidates = torch.cat([torch.tensor([target]), negatives])
+        logits = model.logits_from_states(states[0, slot].expand(5, -1), candidates)
+        logits[1:] = logits[1:] - (4 * proposal[negatives]).log()  # 1 / (K q) weights
+        logits[1:][negatives == target] = float("-inf")  # accidental hits
+        assert got[slot].item() == pytest.approx(torch.log_softmax(logits, 0)[0].item(), rel=1e-5)
+
+
+def test_in_batch_softmax_uses_the_batchs_distinct_positives():
+    model = _context().model
+    states = torch.randn(1, 3, 4)
+    batch = _positives_batch([2, 4, 2])
+    outputs = ExposureOutputs(logits=torch.zeros(1, 3), states=states)
+    proposal = item_proposal(torch.tensor([2, 2, 4]), n_items=6, alpha=1.0)
+    objective = CatalogueObjective("in_batch", proposal=proposal)
+    got = objective.log_probs(batch, outputs, model, batch.mask)
+    candidates = torch.tensor([2, 4])
+    for slot, target_column in enumerate([0, 1, 0]):
+        logits = model.logits_from_states(states[0, slot].expand(2, -1), candidates)
+        logits = logits - proposal[candidates].log()
+        expected = torch.log_softmax(logits, 0)[target_column]
+        assert got[slot].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_sampled_softmax_with_logq_estimates_the_full_softmax():
+    """Averaged over many draws, the corrected sampled CE approaches the full CE
+    (it is consistent as the number of negatives grows); without the logQ
+    correction a popularity sampler is biased."""
+    model = _context().model
+    torch.manual_seed(0)
+    states = torch.randn(1, 1, 4) * 2
+    batch = _positives_batch([6])
+    outputs = ExposureOutputs(logits=torch.zeros(1, 1), states=states)
+    full = CatalogueObjective().log_probs(batch, outputs, model, batch.mask).item()
+    proposal = item_proposal(torch.tensor([1] * 50 + [2] * 20 + [3]), n_items=6, alpha=1.0)
+    corrected = CatalogueObjective("sampled", n_negatives=2000, proposal=proposal)
+    uncorrected = CatalogueObjective(
+        "sampled", n_negatives=2000, proposal=proposal, logq_correction=False
+    )
+    with torch.no_grad():
+        est = torch.stack(
+            [corrected.log_probs(batch, outputs, model, batch.mask) for _ in range(20)]
+        )
+        raw = torch.stack(
+            [uncorrected.log_probs(batch, outputs, model, batch.mask) for _ in range(20)]
+        )
+    assert est.mean().item() == pytest.approx(full, abs=0.05)
+    assert abs(raw.mean().item() - full) > 5 * abs(est.mean().item() - full)
+
+
+def test_the_training_loss_uses_the_contexts_catalogue_objective():
+    model = _context().model
+    states = torch.randn(1, 2, 4)
+    batch = _positives_batch([3, 5])
+    outputs = ExposureOutputs(logits=torch.zeros(1, 2), states=states)
+    proposal = item_proposal(torch.tensor([1, 2, 3]), n_items=6, alpha=0.0)
+    objective = CatalogueObjective("sampled", n_negatives=3, proposal=proposal)
+    context = LossContext(model=model, catalogue_ce_weight=1.0, catalogue=objective)
+    base = make_loss("none", {}, LossContext(model=model))(batch, outputs)
+    torch.manual_seed(3)
+    loss = make_loss("none", {}, context)(batch, outputs)
+    torch.manual_seed(3)
+    expected = -objective.log_probs(batch, outputs, model, batch.mask).mean()
+    assert (loss - base).item() == pytest.approx(expected.item(), rel=1e-5)

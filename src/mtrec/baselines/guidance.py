@@ -44,16 +44,15 @@ from mtrec.baselines.not_to_recommend import (
 from mtrec.baselines.pnfrec import NegativeBranch
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs
-from mtrec.training.losses import LossContext, catalogue_log_softmax, register_guidance
+from mtrec.training.losses import LossContext, catalogue_nll, register_guidance
 
 
 def _catalogue_ce(
     context: LossContext, batch: WindowBatch, outputs: ExposureOutputs, slots: torch.Tensor
 ) -> torch.Tensor:
-    """Mean full-catalogue CE over the exposure slots `slots` (0 if none)."""
-    if not slots.any():
-        return outputs.logits.new_zeros(())
-    return -catalogue_log_softmax(batch, outputs, context.model, slots).mean()
+    """Mean next-item CE over the exposure slots `slots` (0 if none), full or
+    sampled as the context's catalogue objective says."""
+    return catalogue_nll(context, batch, outputs, slots)
 
 
 class NotToRecommendLoss:

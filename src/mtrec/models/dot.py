@@ -55,6 +55,11 @@ class DotProductRecommender(BackboneModule):
         """states [..., D], items [...] -> [...]."""
         return (states * self.items(items)).sum(-1) + self.items.item_bias(items)
 
+    def shared_item_logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """states [n, D], items [C] (the same candidates for every state) -> [n, C]:
+        one matrix product, the cost of a sampled softmax over C items."""
+        return states @ self.items(items).T + self.items.item_bias(items)
+
     def catalogue_logits(self, states: torch.Tensor) -> torch.Tensor:
         """states [..., D] -> [..., n_items + 1]; column 0 (padding) is -inf."""
         logits = states @ self.items.embedding.weight.T + self.items.bias.weight.squeeze(-1)

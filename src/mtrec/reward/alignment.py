@@ -30,10 +30,10 @@ from mtrec.models import ExposureOutputs
 from mtrec.reward.readout import IRL_PREFIX, cvar_columns, with_cvar_columns
 from mtrec.training.losses import (
     LossContext,
-    catalogue_ce,
     exposure_bce,
     masked_mean,
     register_guidance,
+    with_catalogue_ce,
 )
 
 # Guidance name -> (column of r(s, 1), column of r(s, 0)) in the read-out table.
@@ -97,10 +97,7 @@ class AlignedBCELoss:
 
     def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
-        if self.context.catalogue_ce_weight > 0:
-            loss = loss + self.context.catalogue_ce_weight * catalogue_ce(
-                batch, outputs, self.context.model
-            )
+        loss = with_catalogue_ce(self.context, batch, outputs, loss)
         align = alignment_loss(
             torch.sigmoid(outputs.logits),
             batch.extras[self.reward_positive_column],

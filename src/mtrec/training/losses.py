@@ -27,6 +27,7 @@ BCE on the exposures plus (optionally) the full-catalogue CE on positives.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -54,12 +55,81 @@ class TrainingClock:
 
 
 @dataclass(frozen=True)
+class CatalogueObjective:
+    """How the next-item softmax term on positive exposures is computed.
+
+    "full" normalises over every item (RecBole's CE; its cost grows with the
+    catalogue). "sampled" normalises over the positive plus `n_negatives` items
+    shared by the whole batch, drawn with replacement from `proposal`
+    ([n_items + 1] probabilities, 0 at the padding index); "in_batch" over the
+    distinct positives of the batch (each slot's own item is its target, the
+    others are its negatives), whose proposal is the items' share of positives.
+    logQ correction: "sampled" subtracts log(K q(j)) from each negative's logit
+    (importance weights, Bengio & Senecal 2008), so its denominator is a
+    consistent estimate of the full partition sum; "in_batch" subtracts
+    log q(j) from every candidate (Yi et al. 2019). Negatives equal to the
+    slot's positive (accidental hits) are left out.
+    """
+
+    kind: str = "full"  # full | sampled | in_batch
+    n_negatives: int = 256
+    proposal: torch.Tensor | None = None
+    logq_correction: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("full", "sampled", "in_batch"):
+            raise ValueError(f"catalogue objective must be full | sampled | in_batch: {self.kind}")
+        if self.kind != "full" and self.proposal is None:
+            raise ValueError(f"the {self.kind!r} catalogue objective needs item proposal weights")
+
+    def log_probs(
+        self, batch: WindowBatch, outputs: ExposureOutputs, model: Recommender, slots: torch.Tensor
+    ) -> torch.Tensor:
+        """log p(item | h) of the positive item at each slot of `slots` (bool [W, M]): [n]."""
+        if self.kind == "full":
+            return catalogue_log_softmax(batch, outputs, model, slots)
+        if not model.supports_catalogue or outputs.states is None:
+            raise ValueError(f"{model.kind} has no item softmax (use a dot-product backbone)")
+        states = outputs.states[slots]  # [n, D]
+        targets = batch.items[slots]  # [n]
+        proposal = self.proposal.to(states.device)
+        if self.kind == "sampled":
+            shared = torch.multinomial(proposal, self.n_negatives, replacement=True)  # [K]
+            negative_logits = model.shared_item_logits(states, shared)  # [n, K]
+            if self.logq_correction:
+                # Importance weights 1 / (K q) on the negatives, none on the
+                # positive: the denominator estimates the full partition sum.
+                log_weight = proposal[shared].clamp_min(1e-12).log() + math.log(len(shared))
+                negative_logits = negative_logits - log_weight
+            hits = shared.unsqueeze(0) == targets.unsqueeze(1)  # accidental hits
+            positive_logits = model.logits_from_states(states, targets).unsqueeze(1)
+            logits = torch.cat([positive_logits, negative_logits.masked_fill(hits, -torch.inf)], 1)
+            target_column = torch.zeros_like(targets)
+        else:
+            shared, target_column = torch.unique(targets, return_inverse=True)  # [U], [n]
+            logits = model.shared_item_logits(states, shared)  # [n, U]
+            if self.logq_correction:
+                logits = logits - proposal[shared].clamp_min(1e-12).log()
+        return logits.log_softmax(-1).gather(1, target_column.unsqueeze(1)).squeeze(1)
+
+
+def item_proposal(positive_items: torch.Tensor, n_items: int, alpha: float) -> torch.Tensor:
+    """q(item) proportional to (positives of the item + 1) ** alpha over items
+    1..n_items (alpha 0: uniform); [n_items + 1] with 0 at the padding index."""
+    counts = torch.bincount(positive_items.long(), minlength=n_items + 1)[: n_items + 1]
+    weights = (counts.double() + 1.0).pow(alpha)
+    weights[0] = 0.0
+    return (weights / weights.sum()).float()
+
+
+@dataclass(frozen=True)
 class LossContext:
     model: Recommender
-    # Weight of the full-catalogue softmax CE on positive exposures, added to
-    # BCE by every guidance here (0 = BCE only).
+    # Weight of the next-item softmax CE on positive exposures, added to BCE by
+    # every guidance here (0 = BCE only), and how that softmax is computed.
     catalogue_ce_weight: float = 0.0
     clock: TrainingClock = field(default_factory=TrainingClock)
+    catalogue: CatalogueObjective = field(default_factory=CatalogueObjective)
 
 
 GuidanceFactory = Callable[[Mapping[str, Any], LossContext], Loss]
@@ -188,11 +258,24 @@ def catalogue_ce(batch: WindowBatch, outputs: ExposureOutputs, model: Recommende
     return -catalogue_log_softmax(batch, outputs, model, positives).mean()
 
 
-def _with_catalogue_ce(
+def catalogue_nll(
+    context: LossContext, batch: WindowBatch, outputs: ExposureOutputs, slots: torch.Tensor
+) -> torch.Tensor:
+    """Mean next-item CE over the exposure slots `slots` with the context's
+    catalogue objective (full or sampled); 0 when there are none."""
+    if not slots.any():
+        return outputs.logits.sum() * 0.0
+    return -context.catalogue.log_probs(batch, outputs, context.model, slots).mean()
+
+
+def with_catalogue_ce(
     context: LossContext, batch: WindowBatch, outputs: ExposureOutputs, loss: torch.Tensor
 ) -> torch.Tensor:
+    """`loss` plus the weighted next-item CE on positive exposures (if weighted)."""
     if context.catalogue_ce_weight > 0:
-        loss = loss + context.catalogue_ce_weight * catalogue_ce(batch, outputs, context.model)
+        positives = batch.mask & (batch.response > 0.5)
+        ce = catalogue_nll(context, batch, outputs, positives)
+        loss = loss + context.catalogue_ce_weight * ce
     return loss
 
 
@@ -215,7 +298,7 @@ class BCELoss:
 
     def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
-        return _with_catalogue_ce(self.context, batch, outputs, loss)
+        return with_catalogue_ce(self.context, batch, outputs, loss)
 
 
 @register_guidance("none", options=NoOptions)

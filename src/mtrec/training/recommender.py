@@ -21,16 +21,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtrec.config import EvaluateConfig, RecommenderConfig
+from mtrec.config import EvaluateConfig, RecommenderConfig, TrainConfig
 from mtrec.data.processed import ProcessedData, load_processed
 from mtrec.data.sequences import build_windows
 from mtrec.evaluation.evaluate import prepare_split, resolve_device, score_split
 from mtrec.models import build_model, save_model
 from mtrec.training.loop import EpochCallback, FitResult, fit, seed_everything
 from mtrec.training.losses import (
+    CatalogueObjective,
     LossContext,
     TrainingClock,
     check_satisfaction_use,
+    item_proposal,
     make_loss,
     prepare_table,
     required_columns,
@@ -100,7 +102,10 @@ def train_seed(
 
     clock = TrainingClock()
     context = LossContext(
-        model=model, catalogue_ce_weight=train_config.catalogue_ce_weight, clock=clock
+        model=model,
+        catalogue_ce_weight=train_config.catalogue_ce_weight,
+        clock=clock,
+        catalogue=catalogue_objective(train_config, data),
     )
     options = config.options_for(backbone, guidance)
     loss = make_loss(guidance, options, context)
@@ -148,6 +153,20 @@ def train_seed(
         progress=progress,
     )
     return SeedResult(seed, result.best_model_dir, initial_dir, result)
+
+
+def catalogue_objective(config: TrainConfig, data: ProcessedData) -> CatalogueObjective:
+    """The next-item softmax of `config`, its proposal from the training positives."""
+    if config.catalogue_loss == "full":
+        return CatalogueObjective()
+    train = data.train
+    positives = torch.tensor(train.loc[train["response"] > 0.5, "item_idx"].to_numpy())
+    alpha = 1.0 if config.catalogue_loss == "in_batch" else config.catalogue_sampling_alpha
+    return CatalogueObjective(
+        kind=config.catalogue_loss,
+        n_negatives=config.catalogue_negatives,
+        proposal=item_proposal(positives, data.n_items, alpha),
+    )
 
 
 def train_recommender(
