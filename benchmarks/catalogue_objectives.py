@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from common import machine_info
 
-from mtrec.config import EvaluateConfig, RecommenderConfig, load_params
+from mtrec.config import EvaluateConfig, load_params
 from mtrec.data.processed import load_processed
 from mtrec.evaluation.evaluate import split_metrics
 from mtrec.models import load_model
@@ -66,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     params = load_params(args.params)
-    base = RecommenderConfig.model_validate(params.section("recommender"))
+    base = params.recommender
     data = load_processed(args.processed)
     evaluate = EvaluateConfig(device="cpu")
     results: dict[str, dict] = {}
@@ -76,7 +76,7 @@ def main() -> None:
             if args.max_epochs is not None:
                 changes["max_epochs"] = args.max_epochs
             overrides = {**base.train_overrides.get(args.backbone, {}), **changes}
-            overrides |= {"num_threads": args.threads, "device": "cpu", "progress": False}
+            overrides |= {"num_threads": args.threads, "device": "cpu"}
             config = base.model_copy(
                 update={"train_overrides": {**base.train_overrides, args.backbone: overrides}}
             )
