@@ -50,7 +50,8 @@ RUNNER = (
     "from mtrec.cli import app\n"
     "code = 0\n"
     "try:\n"
-    "    app(args=sys.argv[2:], standalone_mode=False)\n"
+    "    result = app(args=sys.argv[2:], standalone_mode=False)\n"
+    "    code = result if isinstance(result, int) else 0\n"
     "except SystemExit as exit:\n"
     "    code = exit.code or 0\n"
     "except BaseException as error:\n"
@@ -82,7 +83,7 @@ def world_params(base: dict, folder: Path, users: int, items: int, args) -> dict
     }
     overrides = {
         "data": {"source": "synthetic", "path": None, "simulator": simulator},
-        "validate": {"k_core": 0},
+        "validate": {"k_core": args.k_core},
         "paths": {
             "raw": str(folder / "data/raw/exposures.parquet"),
             "validated": str(folder / "data/validated/exposures.parquet"),
@@ -143,6 +144,9 @@ def main() -> None:
     parser.add_argument("--items-per-user", type=float, default=0.2)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--session-length", type=int, default=30)
+    parser.add_argument(
+        "--k-core", type=int, default=0, help="validate.k_core: drop users/items below it"
+    )
     parser.add_argument("--stages", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
     parser.add_argument("--backbone", default="gru4rec")
     parser.add_argument("--guidance", default="none")

@@ -38,7 +38,7 @@ TEST_METRICS = ("NDCG@10", "HR@10", "MRR@10", "AUC")
 
 
 def parse_objective(text: str) -> dict:
-    """"full", "in_batch" or "sampled:K" -> train overrides."""
+    """ "full", "in_batch" or "sampled:K" -> train overrides."""
     kind, _, negatives = text.partition(":")
     overrides: dict = {"catalogue_loss": kind}
     if negatives:
