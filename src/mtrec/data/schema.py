@@ -215,15 +215,11 @@ def _convert(values: pd.Series, dtype: str) -> pd.Series | None:
     if number.isna().sum() != values.isna().sum():
         return None  # text that is not a number
     if dtype == "int64":
-        if number.isna().any():
-            return None
-        as_float = number.astype("float64") if not _is_int(number) else None
-        if as_float is not None:
-            if not (np.isfinite(as_float) & (as_float % 1 == 0) & (as_float.abs() < 2**63)).all():
-                return None
-        elif number.dtype == "uint64" and (number > np.iinfo(np.int64).max).any():
-            return None
-        return number.astype("int64")
+        if _is_int(number):
+            fits = number.dtype != "uint64" or (number <= np.iinfo(np.int64).max).all()
+        else:  # whole, finite (so not null) and in range
+            fits = (np.isfinite(number) & (number % 1 == 0) & (number.abs() < 2**63)).all()
+        return number.astype("int64") if fits else None
     if dtype == "float64":
         if _is_int(number) and (number.abs() > 2**53).any():
             return None  # not every such int is a float64

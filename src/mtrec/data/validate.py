@@ -162,7 +162,7 @@ def validate_exposures(
     # Always written (empty when nothing was rejected) so the DVC output exists.
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
     # As read; an object column is text for parquet, nulls stay null.
-    for column in rejected.columns[rejected.dtypes == object]:
+    for column in [c for c in rejected.columns if rejected[c].dtype == object]:
         rejected[column] = rejected[column].map(str, na_action="ignore").astype(object)
     rejected.to_parquet(quarantine_path, index=False)
     report.notes["quarantine"] = {"path": str(quarantine_path), "rows": len(rejected)}
