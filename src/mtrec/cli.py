@@ -16,12 +16,6 @@ from mtrec.config import Params, ParamsError, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
-PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read")
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
 
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(message, err=True)
@@ -34,6 +28,26 @@ def _params(path: Path) -> Params:
         return load_params(path)
     except ParamsError as exc:
         _fail(f"invalid params: {exc}", code=2)
+
+
+def _params_file(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """A params file named on the command line must exist: running on the
+    built-in defaults instead would look like success. (Without -p, a missing
+    ./params.yaml still means the defaults.)"""
+    # By name: typer may bring its own copy of click's ParameterSource enum.
+    source = ctx.get_parameter_source(param.name)
+    if source is not None and source.name != "DEFAULT" and not value.is_file():
+        _fail(f"params file {value} not found (--params/-p)", 2)
+    return value
+
+
+PARAMS = typer.Option(
+    Path("params.yaml"), "--params", "-p", help="params.yaml to read", callback=_params_file
+)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 @app.command()
@@ -49,12 +63,19 @@ def ingest(params: Path = PARAMS) -> None:
     except SourceError as exc:
         _fail(f"ingest failed: {exc}")
     typer.echo(f"ingest: {summary['rows']} rows from {summary['source']} -> {p.paths.raw}")
+    if summary["extra_columns"]:
+        typer.echo(f"ingest: kept, not used by mtrec: {summary['extra_columns']}")
+    if summary["columns_not_read"]:
+        typer.echo(f"ingest: fields not read: {summary['columns_not_read']}")
+    if not summary["has_logged_negatives"]:
+        typer.echo("ingest: no logged negatives: `split` samples split.n_negatives per positive")
 
 
 @app.command()
 def validate(params: Path = PARAMS) -> None:
     """Validate the raw log (pandera), k-core filter it, write data/validated/."""
     from mtrec.data.schema import DataValidationError
+    from mtrec.data.stage_input import StageInputError
     from mtrec.data.validate import validate_exposures
 
     _setup_logging()
@@ -64,6 +85,8 @@ def validate(params: Path = PARAMS) -> None:
         report = validate_exposures(
             p.paths.raw, p.paths.validated, report_path, p.validate_, p.paths.quarantine
         )
+    except StageInputError as exc:
+        _fail(f"validate failed: {exc}")
     except DataValidationError as exc:
         _fail(f"{exc}\nfull report: {report_path}")
     typer.echo(report.message())
@@ -73,11 +96,17 @@ def validate(params: Path = PARAMS) -> None:
 @app.command()
 def split(params: Path = PARAMS) -> None:
     """Add negative exposures where none were logged and split train/valid/test."""
-    from mtrec.data.split import split_exposures
+    from mtrec.data.split import SplitError, split_exposures
+    from mtrec.data.stage_input import StageInputError
 
     _setup_logging()
     p = _params(params)
-    meta = split_exposures(p.paths.validated, p.paths.processed, p.split)
+    try:
+        meta = split_exposures(p.paths.validated, p.paths.processed, p.split)
+    except (StageInputError, SplitError) as exc:
+        _fail(f"split failed: {exc}")
+    if meta.get("negatives_note"):
+        typer.echo(f"split: {meta['negatives_note']}")
     typer.echo(f"split: {json.dumps(meta['rows'])} -> {p.paths.processed}")
 
 

@@ -4,10 +4,17 @@ import pandas as pd
 import pytest
 
 from mtrec.config import DataConfig, ValidateConfig
-from mtrec.data.schema import ExposureSchema
+from mtrec.data.schema import ExposureSchema, RawExposureSchema, coerce_lossless
 from mtrec.data.sources import SourceError, read_source
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+def assert_valid(frame: pd.DataFrame) -> None:
+    """The source's values pass the checks, and reach the stored dtypes losslessly."""
+    RawExposureSchema.validate(frame, lazy=True)
+    converted, _ = coerce_lossless(frame)
+    ExposureSchema.validate(converted, lazy=True)
 
 
 def test_ml100k_from_recbole_copy():
@@ -16,7 +23,7 @@ def test_ml100k_from_recbole_copy():
     assert set(frame["response"]) == {1}
     assert frame.attrs["satisfaction_signal"] == "rating"
     assert frame.attrs["has_logged_negatives"] is False
-    ExposureSchema.validate(frame, lazy=True)
+    assert_valid(frame)
 
 
 def test_ml1m_ratings_dat():
@@ -24,7 +31,7 @@ def test_ml1m_ratings_dat():
     assert list(frame.columns) == ["user_id", "item_id", "timestamp", "response", "rating"]
     assert len(frame) == 64
     assert frame["user_id"].iloc[0] == "1"
-    ExposureSchema.validate(frame, lazy=True)
+    assert_valid(frame)
 
 
 def test_kuairand_log_has_real_negatives_and_watch_ratio():
@@ -37,7 +44,7 @@ def test_kuairand_log_has_real_negatives_and_watch_ratio():
     expected = raw["play_time_ms"] / raw["duration_ms"]
     assert frame["watch_ratio"].to_numpy() == pytest.approx(expected.to_numpy())
     assert frame["timestamp"].iloc[0] == raw["time_ms"].iloc[0]
-    ExposureSchema.validate(frame, lazy=True)
+    assert_valid(frame)
 
 
 @pytest.mark.parametrize("name", ["amazon_ratings.csv", "amazon_reviews.jsonl"])
@@ -47,7 +54,7 @@ def test_amazon_csv_and_jsonl_agree(name):
     assert frame["user_id"].iloc[0].startswith("A")
     # the 2023 JSON lines carry milliseconds; both forms end up in seconds
     assert frame["timestamp"].max() < 10**10
-    ExposureSchema.validate(frame, lazy=True)
+    assert_valid(frame)
 
 
 def test_table_with_column_mapping():
@@ -65,7 +72,7 @@ def test_table_with_column_mapping():
     )
     frame = read_source(config)
     assert list(frame.columns) == ["user_id", "item_id", "timestamp", "response", "rating"]
-    ExposureSchema.validate(frame, lazy=True)
+    assert_valid(frame)
 
 
 def test_missing_user_file_says_what_is_needed(tmp_path):

@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtrec.config import SplitConfig
+from mtrec.config import DataConfig, SplitConfig
+from mtrec.data.ingest import ingest
 from mtrec.data.processed import load_processed
-from mtrec.data.split import EVENT, leave_one_out, sample_negatives, split_exposures
+from mtrec.data.split import EVENT, SplitError, leave_one_out, sample_negatives, split_exposures
 
 
 def make_log(n_users=30, per_user=12, n_items=40, seed=0):
@@ -126,3 +127,49 @@ def test_global_time_split_has_no_future_in_train(tmp_path):
     data = load_processed(tmp_path / "p")
     assert data.train["timestamp"].max() <= data.valid["timestamp"].min()
     assert data.valid["timestamp"].max() <= data.test["timestamp"].min()
+
+
+# --- A response column of 1s only is a positive-only log (issue 12) ------------
+
+
+def test_positive_only_log_declared_as_logged_gets_sampled_negatives(tmp_path):
+    # e.g. a KuaiRand subset of clicks only, or a table whose response is all 1s
+    frame = make_log()
+    frame.attrs["has_logged_negatives"] = True
+    validated = tmp_path / "validated.parquet"
+    frame.to_parquet(validated)
+    meta = split_exposures(validated, tmp_path / "processed", SplitConfig(n_negatives=2))
+    assert meta["has_logged_negatives"] is False
+    assert meta["sampled_negatives_per_positive"] == 2
+    assert "positive-only" in meta["negatives_note"]
+    train = load_processed(tmp_path / "processed").train
+    assert (train["response"] == 0).sum() == 2 * (train["response"] == 1).sum()
+
+
+def test_positive_only_log_without_negative_sampling_stops_with_a_hint(tmp_path):
+    validated = tmp_path / "validated.parquet"
+    make_log().to_parquet(validated)
+    with pytest.raises(SplitError, match="set split.n_negatives > 0"):
+        split_exposures(validated, tmp_path / "processed", SplitConfig(n_negatives=0))
+    assert not (tmp_path / "processed").exists()
+
+
+@pytest.mark.parametrize(("responses", "logged"), [([1, 1, 1], False), ([1, 0, 1], True)])
+def test_table_source_declares_logged_negatives_only_when_there_are_some(
+    tmp_path, responses, logged
+):
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": ["a"] * 3, "item_id": ["x", "y", "z"], "timestamp": [1, 2, 3]}).assign(
+        response=responses
+    ).to_csv(path, index=False)
+    columns = {c: c for c in ["user_id", "item_id", "timestamp", "response"]}
+    summary = ingest(DataConfig(source="table", path=str(path), columns=columns), tmp_path / "r")
+    assert summary["has_logged_negatives"] is logged
+
+
+def test_extra_columns_are_named_in_meta_not_written(tmp_path):
+    validated = tmp_path / "validated.parquet"
+    make_log().assign(device="tv").to_parquet(validated)
+    meta = split_exposures(validated, tmp_path / "processed", SplitConfig(n_negatives=1))
+    assert meta["unused_columns"] == ["device"]
+    assert "device" not in load_processed(tmp_path / "processed").train.columns

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from mtrec.config import DataConfig
-from mtrec.data.sources import ATTR_LOGGED_NEGATIVES, ATTR_SIGNAL, read_source
+from mtrec.data.schema import KNOWN_COLUMNS
+from mtrec.data.sources import ATTR_LOGGED_NEGATIVES, ATTR_NOT_READ, ATTR_SIGNAL, read_source
 
 
 def ingest(config: DataConfig, out_path: Path) -> dict:
@@ -21,6 +22,10 @@ def ingest(config: DataConfig, out_path: Path) -> dict:
         "columns": [str(c) for c in frame.columns],
         ATTR_LOGGED_NEGATIVES: bool(frame.attrs.get(ATTR_LOGGED_NEGATIVES)),
         ATTR_SIGNAL: frame.attrs.get(ATTR_SIGNAL),
+        # Kept in the table; validation lists them, nothing checks or uses them.
+        "extra_columns": [str(c) for c in frame.columns if c not in KNOWN_COLUMNS],
+        # Left out of the table by the source (JSON-lines fields such as review text).
+        ATTR_NOT_READ: list(frame.attrs.get(ATTR_NOT_READ, [])),
     }
     out_path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -4,11 +4,15 @@ The canonical table has `user_id`, `item_id` (strings), `timestamp`, `response`
 (0/1) and, where the dataset has them, the satisfaction signals `rating`,
 `watch_ratio`, `true_reward`. Adapters rename and derive columns but do not
 coerce or drop anything: malformed values reach the validation stage intact so
-its report can name them.
+its report can name them, and a file's other columns are kept (after the
+canonical ones) for the validation report to list. The one exception is a
+JSON-lines review dump, whose other fields (review text, images) are left out
+and named in `columns_not_read`.
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import importlib.metadata
 import json
@@ -18,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtrec.config import DataConfig
+from mtrec.data.schema import SEPARATORS, as_number, separator_hint
 
 CANONICAL = ["user_id", "item_id", "timestamp", "response"]
 SIGNALS = ["rating", "watch_ratio", "true_reward"]
@@ -27,6 +32,8 @@ SIGNALS = ["rating", "watch_ratio", "true_reward"]
 # the evaluation should use.
 ATTR_LOGGED_NEGATIVES = "has_logged_negatives"
 ATTR_SIGNAL = "satisfaction_signal"
+# Fields of the input a source left out of the table (JSON lines only), by name.
+ATTR_NOT_READ = "columns_not_read"
 
 
 class SourceError(RuntimeError):
@@ -95,13 +102,57 @@ def _require_path(config: DataConfig, hint: str) -> list[Path]:
     return paths
 
 
-def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+def _read_csv(path: Path, separator_fix: str = "convert the file", **kwargs) -> pd.DataFrame:
+    """pandas.read_csv with errors a person can act on. `separator_fix` says
+    what to do when the separator looks wrong."""
+    separator = kwargs.get("sep", ",")
     try:
-        return pd.read_csv(path, **kwargs)
+        raw = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError as exc:
         raise SourceError(f"{path} is empty: no interactions to read") from exc
     except pd.errors.ParserError as exc:
         raise SourceError(f"{path} could not be parsed as delimited text: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        encoding = kwargs.get("encoding", "utf-8")
+        raise SourceError(
+            _decode_error(path, encoding, separator, kwargs.get("header", "infer"))
+        ) from exc
+    if raw.shape[1] == 1:
+        if kwargs.get("header", "infer") is None:
+            # No header: look at the first line's one field instead.
+            first = [raw.iloc[0, 0]] if len(raw) else []
+            hint = separator_hint(first, separator, what="each line was")
+        else:
+            hint = separator_hint(raw.columns, separator)
+        if hint:
+            expected = SEPARATORS.get(separator, repr(separator))
+            raise SourceError(f"{path}: {hint}, not {expected}-separated ({separator_fix})")
+    return raw
+
+
+def _decode_error(path: Path, encoding: str, separator: str, header) -> str:
+    """Where in `path` the first byte that is not `encoding` text is: line, and
+    column when the header names it."""
+    data = path.read_bytes()
+    try:
+        codecs.decode(data, encoding)
+    except UnicodeDecodeError as exc:
+        start = exc.start
+    else:  # the reader saw something else (e.g. a compressed file)
+        return f"{path} is not {encoding} text: convert it to {encoding}"
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line_number = data.count(b"\n", 0, start) + 1
+    field_index = data[line_start:start].count(separator.encode())
+    where = f"line {line_number}"
+    if header is not None and line_number > 1:
+        names = data[: data.find(b"\n")].decode(encoding, errors="replace").rstrip("\r")
+        names = names.split(separator)
+        if field_index < len(names):
+            where += f", column {names[field_index].strip()!r}"
+    return (
+        f"{path} is not {encoding} text: byte 0x{data[start]:02x} at {where}; "
+        f"convert the file to {encoding} (e.g. `iconv -f latin1 -t utf-8`)"
+    )
 
 
 def recbole_ml100k_dir() -> Path:
@@ -134,7 +185,14 @@ def read_ml100k(config: DataConfig) -> pd.DataFrame:
 @register_source("ml-1m")
 def read_ml1m(config: DataConfig) -> pd.DataFrame:
     (path,) = _require_path(config, "MovieLens-1M ratings.dat (UserID::MovieID::Rating::Timestamp)")
-    raw = _read_csv(path, sep="::", engine="python", header=None, encoding="latin-1")
+    raw = _read_csv(
+        path,
+        "ratings.dat is '::'-separated",
+        sep="::",
+        engine="python",
+        header=None,
+        encoding="latin-1",
+    )
     if raw.shape[1] == 4:
         raw.columns = ["user_id", "item_id", "rating", "timestamp"]
     else:
@@ -147,7 +205,9 @@ def read_ml1m(config: DataConfig) -> pd.DataFrame:
 @register_source("kuairand")
 def read_kuairand(config: DataConfig) -> pd.DataFrame:
     paths = _require_path(config, "KuaiRand-Pure log_standard_*.csv (a glob is fine)")
-    raw = pd.concat([_read_csv(p) for p in paths], ignore_index=True)
+    raw = pd.concat(
+        [_read_csv(p, "KuaiRand's logs are comma-separated") for p in paths], ignore_index=True
+    )
     frame = raw.rename(
         columns={"video_id": "item_id", "time_ms": "timestamp", "is_click": "response"}
     )
@@ -194,12 +254,17 @@ def read_amazon(config: DataConfig) -> pd.DataFrame:
             raw.columns = [f"field_{i}" for i in range(raw.shape[1])]
     else:
         records = []
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as fh:
             for line_number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    records.append(json.loads(line.decode("utf-8")))
+                except UnicodeDecodeError as exc:
+                    raise SourceError(
+                        f"{path}:{line_number} is not utf-8 text (byte "
+                        f"0x{line[exc.start]:02x}); convert the file to utf-8"
+                    ) from exc
                 except json.JSONDecodeError as exc:
                     raise SourceError(f"{path}:{line_number} is not valid JSON: {exc.msg}") from exc
         if not records:
@@ -207,7 +272,10 @@ def read_amazon(config: DataConfig) -> pd.DataFrame:
         raw = pd.DataFrame.from_records(records)
         for mapping in _AMAZON_KEYS:
             if set(mapping) <= set(raw.columns):
+                not_read = sorted(str(c) for c in raw.columns if c not in mapping)
                 raw = raw[list(mapping)].rename(columns=mapping)
+                # Review text and images are not interactions; say which were left out.
+                raw.attrs[ATTR_NOT_READ] = not_read
                 break
         if "timestamp" in raw.columns and _looks_like_milliseconds(raw["timestamp"]):
             raw["timestamp"] = pd.to_numeric(raw["timestamp"]) // 1000
@@ -225,25 +293,48 @@ def _looks_like_milliseconds(values: pd.Series) -> bool:
 def read_table(config: DataConfig) -> pd.DataFrame:
     """Generic CSV/parquet with a column mapping (canonical name -> file column)."""
     (path,) = _require_path(config, "a CSV or parquet file; map its columns in data.columns")
+    mapping = {v: k for k, v in config.columns.items()}
     if path.suffix == ".parquet":
-        raw = pd.read_parquet(path)
+        try:
+            raw = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            raise SourceError(f"{path} is not a readable parquet file: {exc}") from exc
     else:
-        raw = _read_csv(path, sep=config.separator)
-    frame = raw.rename(columns={v: k for k, v in config.columns.items()})
+        # Ids are labels: read as text so "007" stays "007".
+        id_columns = {config.columns.get(name, name): str for name in ("user_id", "item_id")}
+        raw = _read_csv(path, "set data.separator", sep=config.separator, dtype=id_columns)
+    absent = {k: v for k, v in config.columns.items() if v not in raw.columns}
+    if absent:
+        # A mapped column that is not there would otherwise vanish quietly (an
+        # absent response column even turns the log into positives only).
+        raise SourceError(
+            f"{path} has no column {sorted(absent.values())} (data.columns maps "
+            f"{sorted(absent)} to it); its columns: {[str(c) for c in raw.columns]}"
+        )
+    frame = raw.rename(columns=mapping)
+    clashes = sorted({str(c) for c in frame.columns if list(frame.columns).count(c) > 1})
+    if clashes:
+        raise SourceError(
+            f"{path}: data.columns maps a column onto {clashes}, which the file also has; "
+            "map or rename one of them"
+        )
     if "response" not in frame.columns:
         frame["response"] = 1
     else:
-        frame.attrs[ATTR_LOGGED_NEGATIVES] = True
+        # A response column of 1s only is a positive-only log, not one with
+        # logged negatives: the split stage must sample its negatives.
+        frame.attrs[ATTR_LOGGED_NEGATIVES] = bool((as_number(frame["response"]) == 0).any())
     signal = next((s for s in SIGNALS if s in frame.columns), None)
     frame.attrs[ATTR_SIGNAL] = signal
     return _ordered(frame)
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """Canonical columns first, then signals, then nothing else."""
-    keep = [c for c in CANONICAL + SIGNALS if c in frame.columns]
-    unknown = [c for c in frame.columns if c not in keep and c.startswith("field_")]
+    """Canonical columns first, then signals, then the file's other columns
+    (kept: validation lists them, the split stage does not use them)."""
+    known = [c for c in CANONICAL + SIGNALS if c in frame.columns]
+    others = [c for c in frame.columns if c not in known]
     attrs = dict(frame.attrs)
-    out = frame[keep + unknown].copy()
+    out = frame[known + others].copy()
     out.attrs.update(attrs)
     return out

@@ -4,16 +4,25 @@ logged none, and split per user (leave-one-out) or by global time."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mtrec.config import SplitConfig
+from mtrec.data.schema import KNOWN_COLUMNS
 from mtrec.data.sources import ATTR_LOGGED_NEGATIVES, ATTR_SIGNAL, SIGNALS
+from mtrec.data.stage_input import read_stage_input
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 EVENT = "_event"  # position of the logged event (or of a sampled negative's positive)
+
+
+class SplitError(ValueError):
+    """The validated log cannot be split as configured (the message says why)."""
 
 
 def index_ids(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
@@ -51,7 +60,7 @@ def sample_negatives(
     first_event = pd.Series(events).groupby(codes).min()
     distinct_items = np.bincount(first_event.index.to_numpy() // (n_items + 1))
     if (distinct_items >= n_items).any():
-        raise ValueError("a user has a positive on every item: no negatives to sample")
+        raise SplitError("a user has a positive on every item: no negatives to sample")
     repeated_users = np.repeat(users, n_negatives)
     repeated_events = np.repeat(events, n_negatives)
     if popularity is None:
@@ -148,10 +157,38 @@ def satisfaction_threshold(signal: str | None, config: SplitConfig) -> float | N
     }.get(signal or "")
 
 
+def has_logged_negatives(frame: pd.DataFrame) -> tuple[bool, str | None]:
+    """Whether the log's negatives are logged (else they are sampled), and a
+    note when the data overrules its source: a source may declare logged
+    negatives (it has a response column) whose responses are all 1, and
+    training on such a log without sampled negatives would see positives only."""
+    declared = bool(frame.attrs.get(ATTR_LOGGED_NEGATIVES, False))
+    if declared and not (frame["response"] == 0).any():
+        return False, (
+            "the source has a response column but every response is 1 (a positive-only "
+            "log): negatives are sampled as for a positive-only source"
+        )
+    return declared, None
+
+
 def split_exposures(validated_path: Path, out_dir: Path, config: SplitConfig) -> dict:
-    """Write train/valid/test parquet, items.parquet and meta.json to `out_dir`."""
-    frame = pd.read_parquet(validated_path)
-    logged_negatives = bool(frame.attrs.get(ATTR_LOGGED_NEGATIVES, False))
+    """Write train/valid/test parquet, items.parquet and meta.json to `out_dir`.
+
+    Raises StageInputError when `validated_path` is missing or unreadable and
+    SplitError when the log cannot be split as configured."""
+    frame = read_stage_input(validated_path, "mtrec validate")
+    attrs = dict(frame.attrs)
+    unused = [str(c) for c in frame.columns if c not in KNOWN_COLUMNS]
+    frame = frame[[c for c in frame.columns if c in KNOWN_COLUMNS]]
+    frame.attrs.update(attrs)
+    logged_negatives, note = has_logged_negatives(frame)
+    if note:
+        log.warning(note)
+    if not logged_negatives and config.n_negatives == 0:
+        raise SplitError(
+            "the log has no negative exposures (every response is 1) and split.n_negatives "
+            "is 0: training would see positives only; set split.n_negatives > 0"
+        )
     signal = frame.attrs.get(ATTR_SIGNAL)
     frame, user_index, item_index = index_ids(frame)
     frame["satisfied"] = satisfied_column(frame, signal, config)
@@ -202,5 +239,9 @@ def split_exposures(validated_path: Path, out_dir: Path, config: SplitConfig) ->
         "rows": {name: int(len(part)) for name, part in splits.items()},
         "positives": {name: int(part["response"].sum()) for name, part in splits.items()},
     }
+    if note:
+        meta["negatives_note"] = note
+    if unused:  # kept in data/validated/, not part of the processed contract
+        meta["unused_columns"] = unused
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta

@@ -1,5 +1,10 @@
 """Stage `validate`: check the raw exposure log, filter it to a k-core, and
-stop with a readable report when anything is wrong."""
+stop with a readable report when anything is wrong.
+
+The checks see the values the source read; the output differs from the input
+only by the rows the report names (quarantined or k-core filtered) and by
+lossless dtype conversions the report lists.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +18,25 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from mtrec.config import ValidateConfig
 from mtrec.data.schema import (
+    KNOWN_COLUMNS,
+    REQUIRED_COLUMNS,
     TABLE_CHECKS,
     CheckFailure,
     DataValidationError,
     ExposureSchema,
+    RawExposureSchema,
     ValidationReport,
+    coerce_lossless,
     min_positives_schema,
+    separator_hint,
 )
+from mtrec.data.stage_input import read_stage_input
 
 log = logging.getLogger(__name__)
 
 
-def check_exposures(frame: pd.DataFrame, schema: pa.DataFrameSchema | type, n_examples: int = 5):
-    """Validate lazily; return (coerced frame or None, failures)."""
+def check_exposures(frame: pd.DataFrame, schema: pa.DataFrameSchema, n_examples: int = 5):
+    """Validate lazily; return (the frame or None, failures). Nothing is coerced."""
     try:
         return schema.validate(frame, lazy=True), []
     except SchemaErrors as errors:
@@ -38,7 +49,13 @@ def _failures(frame: pd.DataFrame, cases: pd.DataFrame, n_examples: int) -> list
     failures = []
     cases = cases.copy()
     cases["column"] = cases["column"].where(cases["column"].notna(), None).astype(object)
-    table_level = cases["check"].astype(str).str.startswith(TABLE_CHECKS)
+    checks = cases["check"].astype(str)
+    # pandera names the schema as the column of a missing column; the missing
+    # column's name is the failure case.
+    missing = checks == "column_in_dataframe"
+    cases.loc[missing, "column"] = cases.loc[missing, "failure_case"].astype(str)
+    cases.loc[missing, "index"] = None
+    table_level = checks.str.startswith(TABLE_CHECKS)
     cases.loc[table_level, "column"] = None
     cases = cases.drop_duplicates(subset=["check", "column", "index"])
     grouped = cases.groupby(["check", "column"], dropna=False, sort=False)
@@ -57,6 +74,8 @@ def _failures(frame: pd.DataFrame, cases: pd.DataFrame, n_examples: int) -> list
                 for i, row in rows.iterrows()
             ]
             n_rows = len(index)
+        elif check == "column_in_dataframe":
+            examples, n_rows = [], len(frame)
         else:
             examples = [{"failure_case": _plain(v)} for v in group["failure_case"].head(n_examples)]
             n_rows = len(frame)
@@ -73,6 +92,8 @@ def _plain(value):
         return value.item()
     if value is pd.NA or _isnan(value):
         return None
+    if isinstance(value, bytes | bytearray):
+        return repr(value)
     return value
 
 
@@ -103,17 +124,24 @@ def validate_exposures(
     """Validate `raw_path`; write the clean, k-core filtered log to `out_path`.
 
     Raises DataValidationError (after writing the report) when a check fails
-    and the policy does not allow continuing. Nothing is dropped silently:
-    the report counts every removed row and why.
+    and the policy does not allow continuing, StageInputError when `raw_path`
+    is missing or unreadable. Nothing is dropped or changed silently: the
+    report counts every removed row and why, every converted column, and
+    every column kept unchecked.
     """
-    frame = pd.read_parquet(raw_path).reset_index(drop=True)
+    frame = read_stage_input(raw_path, "mtrec ingest").reset_index(drop=True)
     attrs = dict(frame.attrs)
     report = ValidationReport(n_rows=len(frame))
-    validated, failures = check_exposures(frame, ExposureSchema.to_schema(), config.n_examples)
+    report.notes["extra_columns"] = [str(c) for c in frame.columns if c not in KNOWN_COLUMNS]
+    validated, failures = check_exposures(frame, RawExposureSchema, config.n_examples)
     report.failures = failures
     quarantine_path = quarantine_path or out_path.with_name("quarantine.parquet")
     rejected = frame.iloc[:0].assign(reason=pd.Series(dtype=str))
     if failures:
+        if not set(REQUIRED_COLUMNS) <= set(frame.columns):
+            hint = separator_hint(frame.columns)
+            if hint:
+                report.notes["hint"] = f"{hint}: set data.separator to the file's separator"
         if not _may_quarantine(report, config):
             report.notes["policy"] = config.on_error
             report.write(report_path)
@@ -121,18 +149,22 @@ def validate_exposures(
         bad = report.bad_row_index()
         rejected = frame.loc[bad].copy()
         rejected["reason"] = [_reasons(report, i) for i in bad]
-        frame = frame.drop(index=bad)
-        validated, failures = check_exposures(frame, ExposureSchema.to_schema(), config.n_examples)
-        if failures:  # should not happen: quarantine removed every failing row
-            report.failures += failures
-            report.write(report_path)
-            raise DataValidationError(report)
-    assert validated is not None
+        validated = frame.drop(index=bad)
+    # Only now, on values that passed every check, and only where nothing changes.
+    validated, report.notes["coerced"] = coerce_lossless(validated)
+    # Every check again, with the stored dtypes: fails on a dtype no lossless
+    # conversion reaches (and would on a failing row quarantine missed).
+    validated, failures = check_exposures(validated, ExposureSchema, config.n_examples)
+    if failures:
+        report.failures += failures
+        report.write(report_path)
+        raise DataValidationError(report)
     # Always written (empty when nothing was rejected) so the DVC output exists.
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-    rejected.astype({c: str for c in rejected.columns if rejected[c].dtype == object}).to_parquet(
-        quarantine_path, index=False
-    )
+    # As read; an object column is text for parquet, nulls stay null.
+    for column in [c for c in rejected.columns if rejected[c].dtype == object]:
+        rejected[column] = rejected[column].map(str, na_action="ignore").astype(object)
+    rejected.to_parquet(quarantine_path, index=False)
     report.notes["quarantine"] = {"path": str(quarantine_path), "rows": len(rejected)}
     before = _counts(validated)
     filtered = k_core(validated, config.k_core)
