@@ -228,30 +228,50 @@ def tune_command(
     backbone: str = typer.Option(..., help="sasrec | gru4rec | din"),
     guidance: str = typer.Option(..., help="guidance whose option is tuned, e.g. mtrec"),
     option: str = typer.Option("beta", help="the guidance option to tune"),
-    value: list[str] = typer.Option(..., "--value", help="a value to try (repeatable; YAML)"),
+    value: list[str] = typer.Option(
+        None, "--value", help="a value to try (repeatable; YAML): a grid, every value once"
+    ),
+    low: float = typer.Option(None, help="lower end of a range searched by Optuna's TPE"),
+    high: float = typer.Option(None, help="upper end of that range"),
+    trials: int = typer.Option(8, help="trials of the range search"),
+    log_scale: bool = typer.Option(True, "--log/--linear", help="search the range on a log scale"),
     criterion: str = typer.Option("NDCG@10", help="validation metric to maximise"),
     seed: list[int] = typer.Option(None, help="seed(s) per value; default recommender.seeds"),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="an MLflow run per trial"),
     params: Path = PARAMS,
 ) -> None:
-    """Tune one guidance option on validation only -> <models>/tuning/<name>/tuning.json."""
+    """Tune one guidance option on validation only (Optuna) ->
+    <models>/tuning/<name>/tuning.json and optuna.db (a rerun resumes the study)."""
     import yaml
 
-    from mtrec.training.tune import tune_option
+    from mtrec.lifecycle.tracking import resolve_tracking_uri
+    from mtrec.training.tune import SearchRange, tune_option
 
     _setup_logging()
     p = _params(params)
-    config = p.recommender
+    if bool(value) == (low is not None or high is not None):
+        _fail("give either --value (a grid) or --low and --high (a range), not both", 2)
+    search = None
+    if not value:
+        if low is None or high is None:
+            _fail("a range needs both --low and --high", 2)
+        try:
+            search = SearchRange(low, high, trials, log=log_scale)
+        except ValueError as exc:
+            _fail(f"bad range: {exc}", 2)
     out_dir = p.paths.models / "tuning" / f"{backbone}-{guidance}-{option}"
     report = tune_option(
-        config,
+        p.recommender,
         backbone,
         guidance,
         option,
-        [yaml.safe_load(v) for v in value],
+        [yaml.safe_load(v) for v in value] if value else None,
         p.paths.processed,
         out_dir,
         criterion,
         seeds=seed or None,
+        search=search,
+        tracking_uri=resolve_tracking_uri(p.tracking, Path.cwd()) if mlflow else None,
     )
     for trial in report["trials"]:
         typer.echo(
