@@ -192,13 +192,31 @@ def train_recommender_command(
     ),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
-    """Train one candidate <backbone>-<guidance> for each seed into <models>/<name>/."""
+    """Train one candidate <backbone>-<guidance> for each seed into <models>/<name>/.
+
+    With recommender.train.nproc > 1 (the backbone's recipe), this command starts
+    itself under torchrun with that many data-parallel processes."""
+    from mtrec.training.distributed import finish, init_from_env, launched_by_torchrun
     from mtrec.training.loop import TrainingStopped
     from mtrec.training.recommender import candidate_name, train_recommender
 
     _setup_logging()
     p = _params(params)
     config = p.recommender
+    nproc = config.train_for(backbone).nproc
+    if nproc > 1 and not launched_by_torchrun():
+        import subprocess
+        import sys
+
+        args = ["--backbone", backbone, "--guidance", guidance, "--params", str(params)]
+        args += [f"--seed={s}" for s in seed or []]
+        args += ["--models", str(models)] if models else []
+        args += [f"--stop-after-epochs={stop_after_epochs}"] if stop_after_epochs else []
+        args += ["--progress" if progress else "--no-progress"]
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        torchrun += [f"--nproc_per_node={nproc}", "-m", "mtrec.cli", "train-recommender"]
+        raise typer.Exit(subprocess.call([*torchrun, *args]))
+    world = init_from_env()
     name = candidate_name(backbone, guidance)
     out_dir = (models or p.paths.candidates) / name
     try:
@@ -214,6 +232,10 @@ def train_recommender_command(
         )
     except TrainingStopped as exc:
         _fail(f"{name}: {exc}; run again to resume from its checkpoint", code=3)
+    finally:
+        finish(world)
+    if not world.is_main:
+        return
     monitor = summary["monitor"]
     for run_seed, result in summary["seeds"].items():
         valid = result["valid"].get(monitor)
@@ -406,3 +428,7 @@ def simulate_online_command(
 
 def main() -> None:  # pragma: no cover - console entry
     app()
+
+
+if __name__ == "__main__":  # `python -m mtrec.cli`, as torchrun starts it
+    main()

@@ -423,6 +423,10 @@ class TrainConfig(StrictModel):
     catalogue_negatives: int = Field(256, ge=1)
     catalogue_sampling_alpha: float = Field(0.0, ge=0.0, le=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Processes of data-parallel training (torchrun; gloo on CPU, NCCL on GPU):
+    # each takes its share of every epoch's batches, gradients are averaged, so
+    # the effective batch is nproc * batch_size. 1: one process.
+    nproc: int = Field(1, ge=1)
     # torch intra-op threads on CPU; null leaves torch's default.
     num_threads: int | None = Field(None, ge=1)
     # Users per batch when scoring the catalogue for validation / test.

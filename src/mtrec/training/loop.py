@@ -32,6 +32,16 @@ from tqdm.auto import tqdm
 from mtrec.config import TrainConfig
 from mtrec.data.sequences import WindowBatch, window_loader
 from mtrec.models import Recommender, save_model
+from mtrec.training.distributed import (
+    average_gradients,
+    barrier,
+    broadcast,
+    check_in_sync,
+    current_world,
+    device_for,
+    shard_batches,
+    steps_per_epoch,
+)
 from mtrec.training.losses import Loss, TrainingClock
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -153,14 +163,24 @@ def train_one_epoch(
     parameters = list(model.parameters()) if parameters is None else parameters
     order_seed = seed * 100_003 + clock.epoch
     loader = window_loader(windows, config.batch_size, shuffle=True, seed=order_seed)
+    world = current_world()
+    # Under torchrun every process sees the same order and takes its share.
+    batches = shard_batches(loader, world)
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=f"epoch {clock.epoch + 1}", disable=not progress, leave=False)
+    bar = tqdm(
+        batches,
+        total=steps_per_epoch(len(loader), world),
+        desc=f"epoch {clock.epoch + 1}",
+        disable=not progress or not world.is_main,
+        leave=False,
+    )
     for batch in bar:
         batch = batch.to(device)
         outputs = model(batch.positives, batch.items, batch.state_index)
         loss = loss_fn(batch, outputs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(parameters, world)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
@@ -196,7 +216,10 @@ def fit(
     of this call, as if killed (testing resume); `progress` shows tqdm bars."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = device or torch.device("cpu")
+    # Under torchrun (recommender.train.nproc > 1): rank 0 validates, decides
+    # and writes; the others train their share of each epoch (distributed.py).
+    world = current_world()
+    device = device_for(world, device or torch.device("cpu"))
     clock = clock or TrainingClock()
     model.to(device)
     if isinstance(loss_fn, torch.nn.Module):  # a loss with parameters of its own (PNFRec)
@@ -205,7 +228,8 @@ def fit(
     optimizer = torch.optim.Adam(
         parameters, lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    clock.steps_per_epoch = max(1, math.ceil(len(train_windows) / config.batch_size))
+    n_batches = math.ceil(len(train_windows) / config.batch_size)
+    clock.steps_per_epoch = max(1, steps_per_epoch(n_batches, world))
     checkpoint_path = out_dir / CHECKPOINT_FILE
     best_dir = out_dir / BEST_DIR
     metrics_csv = out_dir / METRICS_FILE
@@ -229,9 +253,12 @@ def fit(
             clock.step, clock.epoch = state["clock_step"], state["clock_epoch"]
             _set_rng_state(state["rng"])
             resumed_from = clock.epoch
-    if resumed_from == 0 and not finished:
+    if resumed_from == 0 and not finished and world.is_main:
         # A fresh run: a best model left by an older, different run must not survive.
         shutil.rmtree(best_dir, ignore_errors=True)
+    if world.distributed and not resumed_from:
+        # Same initial weights everywhere (same seed), different dropout masks.
+        torch.manual_seed(seed * 1_000 + world.rank)
 
     epochs_this_call = 0
     while not finished and clock.epoch < config.max_epochs:
@@ -251,7 +278,8 @@ def fit(
         train_seconds = time.perf_counter() - started
         # CPU seconds of this process: comparable across runs on a shared machine.
         train_cpu_seconds = time.process_time() - cpu_started
-        metrics = validate(model)
+        check_in_sync(parameters, world)
+        metrics = broadcast(validate(model) if world.is_main else None, world)
         clock.epoch += 1
         epochs_this_call += 1
         record = {
@@ -265,31 +293,34 @@ def fit(
         value = metrics[config.monitor]
         if _improved(value, best_value, config.monitor):
             best_value, best_epoch, best_metrics, bad_epochs = value, clock.epoch, metrics, 0
-            save_model(model, best_dir, item_ids=item_ids, metadata={"epoch": clock.epoch})
+            if world.is_main:
+                save_model(model, best_dir, item_ids=item_ids, metadata={"epoch": clock.epoch})
         else:
             bad_epochs += 1
         finished = bad_epochs >= config.patience or clock.epoch >= config.max_epochs
-        _atomic_save(
-            {
-                "fingerprint": fingerprint,
-                "model": model.state_dict(),
-                "loss": loss_fn.state_dict() if isinstance(loss_fn, torch.nn.Module) else None,
-                "optimizer": optimizer.state_dict(),
-                "history": history,
-                "best_value": best_value,
-                "best_epoch": best_epoch,
-                "best_metrics": best_metrics,
-                "bad_epochs": bad_epochs,
-                "finished": finished,
-                "clock_step": clock.step,
-                "clock_epoch": clock.epoch,
-                "rng": _rng_state(),
-            },
-            checkpoint_path,
-        )
-        _write_csv(metrics_csv, history)
-        for callback in callbacks:
-            callback(clock.epoch, record)
+        if world.is_main:
+            _atomic_save(
+                {
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "loss": loss_fn.state_dict() if isinstance(loss_fn, torch.nn.Module) else None,
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                    "best_value": best_value,
+                    "best_epoch": best_epoch,
+                    "best_metrics": best_metrics,
+                    "bad_epochs": bad_epochs,
+                    "finished": finished,
+                    "clock_step": clock.step,
+                    "clock_epoch": clock.epoch,
+                    "rng": _rng_state(),
+                },
+                checkpoint_path,
+            )
+            _write_csv(metrics_csv, history)
+            for callback in callbacks:
+                callback(clock.epoch, record)
+        barrier(world)  # the checkpoint is on disk before anyone may stop
         if not finished and stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             raise TrainingStopped(f"stopped after epoch {clock.epoch} (stop_after_epochs)")
 

@@ -26,6 +26,7 @@ from mtrec.data.processed import ProcessedData, load_processed
 from mtrec.data.sequences import build_windows
 from mtrec.evaluation.evaluate import prepare_split, resolve_device, score_split
 from mtrec.models import build_model, save_model
+from mtrec.training.distributed import current_world
 from mtrec.training.loop import EpochCallback, FitResult, fit, seed_everything
 from mtrec.training.losses import (
     CatalogueObjective,
@@ -98,7 +99,9 @@ def train_seed(
     seed_everything(seed)
     model = build_model(model_config, data.n_items)
     item_ids = data.items.sort_values("item_idx")["item_id"].astype(str).tolist()
-    initial_dir = save_model(model, out_dir / "initial", item_ids=item_ids, metadata={"seed": seed})
+    initial_dir = out_dir / "initial"
+    if current_world().is_main:  # under torchrun, rank 0 writes
+        save_model(model, initial_dir, item_ids=item_ids, metadata={"seed": seed})
 
     clock = TrainingClock()
     context = LossContext(
@@ -221,7 +224,8 @@ def train_recommender(
         "seeds": per_seed,
         "seconds_per_epoch": float(np.mean([s["seconds_per_epoch"] for s in per_seed.values()])),
     }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if current_world().is_main:
+        (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
