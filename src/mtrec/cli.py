@@ -116,12 +116,13 @@ def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS)
 def read_out_rewards_command(backbone: list[str] = BACKBONES, params: Path = PARAMS) -> None:
     """Rewards of every exposure from each backbone's reward model ->
     <recommender.rewards_path>/<backbone>.parquet, reports/reward/<backbone>/."""
-    from mtrec.config import RecommenderConfig
+    from mtrec.config import RecommenderConfig, RewardConfig
     from mtrec.reward import reward_model_dir
-    from mtrec.reward.readout import read_out_rewards
+    from mtrec.reward.readout import read_out_rewards, saved_reward_config, with_readout_settings
 
     _setup_logging()
     p = load_params(params)
+    current = RewardConfig.model_validate(p.section("reward"))
     recommender = RecommenderConfig.model_validate(p.section("recommender"))
     if recommender.rewards_path is None:
         _fail("read-out-rewards: set recommender.rewards_path (where the guided candidates read)")
@@ -132,12 +133,16 @@ def read_out_rewards_command(backbone: list[str] = BACKBONES, params: Path = PAR
             f"{recommender.rewards_path}: make recommender.rewards_path a folder"
         )
     for kind in kinds:
+        model_dir = reward_model_dir(p.paths.models, kind)
         irl = reward_model_dir(p.paths.models, kind, ablation=True)
         paths = read_out_rewards(
-            reward_model_dir(p.paths.models, kind),
+            model_dir,
             p.paths.processed,
             recommender.rewards_table(kind),
             p.paths.reports / "reward" / kind,
+            # The read-out keys (cvar_level, ...) come from params.yaml: changing them
+            # reruns this stage only, not the reward model's training.
+            config=with_readout_settings(saved_reward_config(model_dir), current),
             irl_model_dir=irl if (irl / "config.json").exists() else None,
         )
         recovery = json.loads(paths["summary"].read_text())["recovery"]["test"]
