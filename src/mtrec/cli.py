@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 from pathlib import Path
 
 import typer
@@ -15,6 +17,41 @@ import typer
 from mtrec.config import load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+# Threads of every numeric library in a stage. Results depend on it (a reduction
+# split over 2 threads adds in another order than over 1), so it is fixed rather
+# than left to the machine's core count; MTREC_NUM_THREADS overrides it at the
+# price of other bits than the committed dvc.lock.
+STAGE_THREADS = 2
+# x86 CPUs pick vector kernels by instruction set (AVX-512 vs AVX2 sum in another
+# order, and numpy's exp/log differ): pin every library to the AVX2 kernels that
+# any x86 machine of the last decade has, so two machines compute the same bits.
+X86_REPRODUCIBLE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own kernels
+    "MKL_CBWR": "AVX2",  # torch's BLAS: MKL's conditional numerical reproducibility
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's BLAS
+    # numpy's own SIMD loops (names of numpy >= 2.3 and older ones; unknown ones are ignored)
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX "
+    "AVX512_CLX AVX512_CNL AVX512_KNL AVX512_KNM",
+}
+
+
+@app.callback()
+def reproducible_numerics() -> None:
+    """Runs before every command, before numpy or torch are imported (the commands
+    import them lazily): the same thread count and vector kernels on every machine,
+    so a stage's outputs, and dvc.lock, are bit-identical across runs and machines."""
+    threads = os.environ.get("MTREC_NUM_THREADS", str(STAGE_THREADS))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = threads
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        for name, value in X86_REPRODUCIBLE_KERNELS.items():
+            os.environ.setdefault(name, value)
+    import sys
+
+    if "torch" in sys.modules:  # imported already (e.g. the CLI called in-process)
+        sys.modules["torch"].set_num_threads(int(threads))
+
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read")
 
@@ -104,11 +141,11 @@ def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS)
         for out_dir, run_config in reward_runs(config, p.paths.models, kind).items():
             paths = train_reward(run_config, p.paths.processed, out_dir)
             summary = json.loads(paths["summary"].read_text())
+            seconds = json.loads(paths["timing"].read_text())["train_seconds"]
             best = min(summary["history"], key=lambda record: record["valid_loss"])
             typer.echo(
                 f"reward {kind}/{out_dir.name}: best epoch {best['epoch']} of "
-                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, "
-                f"{summary['train_seconds']:.0f} s"
+                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, {seconds:.0f} s"
             )
 
 
@@ -170,7 +207,15 @@ def train_recommender_command(
     name = candidate_name(backbone, guidance)
     out_dir = (models or p.paths.candidates) / name
     summary = train_recommender(
-        config, backbone, guidance, p.paths.processed, out_dir, seeds=seed or None
+        config,
+        backbone,
+        guidance,
+        p.paths.processed,
+        out_dir,
+        seeds=seed or None,
+        # Outside the stage's outputs, which DVC deletes before rerunning the stage:
+        # an interrupted `dvc repro` resumes from here.
+        checkpoint_root=p.paths.checkpoints,
     )
     monitor = summary["monitor"]
     for run_seed, result in summary["seeds"].items():
