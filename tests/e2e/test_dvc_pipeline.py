@@ -165,7 +165,7 @@ def test_interrupted_repro_resumes_and_a_rerun_gives_the_same_bits(project):
     assert [line.split(",")[0] for line in metrics.splitlines()[1:]] == ["1", "2", "3"]
     assert not (repo / ".mtrec-cache/checkpoints/gru4rec-mtrec").exists()
     first = _lock_outs(repo)
-    assert "up to date" in run(dvc + ["status"], repo, env)
+    assert "up to date" in run(dvc + ["status", "--with-deps", target], repo, env)
 
     # Everything again from scratch in new processes: the same bytes, hence the
     # same dvc.lock (the resumed candidate equals an uninterrupted run).
