@@ -123,7 +123,8 @@ def run_mtrec(
             config, backbone, "none", processed, work_dir / "models", callbacks=[on_epoch]
         )
         seed_summary = summary["seeds"][str(seed)]
-        history = _read_history(Path(seed_summary["metrics_csv"]))
+        # Seconds per epoch are in timing.csv, beside metrics.csv (kept out of DVC's hashes).
+        history = _read_history(Path(seed_summary["metrics_csv"]).with_name("timing.csv"))
         data = load_processed(processed)
         device = default_device()
         model = load_model(seed_summary["model_dir"], device=device)

@@ -25,15 +25,17 @@ TEST_METRICS = ("NDCG@10", "HR@10", "MRR@10", "AUC", "NDCG_p@10", "HR_n@10")
 
 def candidate_summary(entry: dict, models_dir: Path) -> dict:
     train = json.loads((models_dir / "train_summary.json").read_text())
+    # Timings are kept apart from the hashed outputs (timing.json, seed_*/timing.csv).
+    timing = json.loads((models_dir / "timing.json").read_text())["seeds"]
     per_seed = {}
     for seed, run in train["seeds"].items():
-        history = pd.read_csv(run["metrics_csv"])
+        history = pd.read_csv(Path(run["metrics_csv"]).with_name("timing.csv"))
         per_seed[seed] = {
             "best_epoch": run["best_epoch"],
             "epochs_run": run["epochs_run"],
             "train_seconds": float(history["train_seconds"].sum()),
             "train_cpu_seconds": float(history["train_cpu_seconds"].sum()),
-            "seconds_per_epoch": run["seconds_per_epoch"],
+            "seconds_per_epoch": timing[seed]["seconds_per_epoch"],
             "valid_ndcg_at_10": run["valid"].get("NDCG@10"),
             "test": {m: entry["seeds"][seed].get(m) for m in TEST_METRICS},
         }

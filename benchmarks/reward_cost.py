@@ -1,9 +1,9 @@
 """What MTRec's reward model costs next to the recommender it guides.
 
 Reads what training already recorded (no re-run): per backbone, the CPU
-seconds of the reward models (`models/reward/<b>/{qnetwork,irl}/train_summary.json`,
+seconds of the reward models (`models/reward/<b>/{qnetwork,irl}/timing.json`,
 per epoch) and of the unguided recommender of the same backbone
-(`<candidates>/<b>-none/seed_*/metrics.csv`, `train_cpu_seconds` per epoch),
+(`<candidates>/<b>-none/seed_*/timing.csv`, `train_cpu_seconds` per epoch),
 and writes their ratio. CPU seconds, not wall: with one torch thread they are
 the work done, much less sensitive to other jobs on a shared machine.
 
@@ -23,7 +23,7 @@ from common import machine_info
 
 
 def reward_cost(reward_dir: Path) -> dict:
-    summary = json.loads((reward_dir / "train_summary.json").read_text())
+    summary = json.loads((reward_dir / "timing.json").read_text())
     cpu = [epoch["cpu_seconds"] for epoch in summary["history"]]
     return {
         "epochs": len(cpu),
@@ -35,7 +35,7 @@ def reward_cost(reward_dir: Path) -> dict:
 
 def recommender_cost(candidate_dir: Path) -> dict:
     per_seed = {}
-    for csv in sorted(candidate_dir.glob("seed_*/metrics.csv")):
+    for csv in sorted(candidate_dir.glob("seed_*/timing.csv")):
         history = pd.read_csv(csv)
         per_seed[csv.parent.name] = {
             "epochs": len(history),
@@ -43,7 +43,7 @@ def recommender_cost(candidate_dir: Path) -> dict:
             "cpu_seconds_per_epoch": float(history["train_cpu_seconds"].mean()),
         }
     if not per_seed:
-        raise FileNotFoundError(f"no seed_*/metrics.csv under {candidate_dir}")
+        raise FileNotFoundError(f"no seed_*/timing.csv under {candidate_dir}")
     return {
         "seeds": per_seed,
         "cpu_seconds": float(np.mean([s["cpu_seconds"] for s in per_seed.values()])),

@@ -109,13 +109,17 @@ def test_every_guidance_option_is_in_params_yaml_with_its_default():
 def test_params_yaml_loads_and_is_the_code_defaults_plus_the_recipe_overrides():
     loaded = load_params(PARAMS)
     recipe = {"sasrec": {"catalogue_ce_weight": 1.0, "patience": 10}}
-    assert loaded.recommender.train_overrides == recipe
-    assert loaded.recommender.guidance_options_overrides == {}
+    # Every backbone has an entry (`{}`: nothing overridden), so dvc.yaml can list
+    # each matrix member's own key.
+    backbones = ("sasrec", "gru4rec", "din")
+    assert loaded.recommender.train_overrides == {b: recipe.get(b, {}) for b in backbones}
+    assert loaded.recommender.guidance_options_overrides == {b: {} for b in backbones}
     defaults = Params().model_copy(
         update={
             "recommender": Params().recommender.model_copy(
                 update={
-                    "train_overrides": recipe,
+                    "train_overrides": loaded.recommender.train_overrides,
+                    "guidance_options_overrides": loaded.recommender.guidance_options_overrides,
                     "guidance_options": loaded.recommender.guidance_options,
                 }
             )

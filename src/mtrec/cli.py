@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 from pathlib import Path
 
 import typer
@@ -15,6 +17,40 @@ import typer
 from mtrec.config import Params, ParamsError, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+# Threads of every numeric library in a stage. Results depend on it (a reduction
+# split over 2 threads adds in another order than over 1), so it is fixed rather
+# than left to the machine's core count; MTREC_NUM_THREADS overrides it at the
+# price of other bits than the committed dvc.lock.
+STAGE_THREADS = 2
+# x86 CPUs pick vector kernels by instruction set (AVX-512 vs AVX2 sum in another
+# order, and numpy's exp/log differ): pin every library to the AVX2 kernels that
+# any x86 machine of the last decade has, so two machines compute the same bits.
+X86_REPRODUCIBLE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own kernels
+    "MKL_CBWR": "AVX2",  # torch's BLAS: MKL's conditional numerical reproducibility
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's BLAS
+    # numpy's own SIMD loops (names of numpy >= 2.3 and older ones; unknown ones are ignored)
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX "
+    "AVX512_CLX AVX512_CNL AVX512_KNL AVX512_KNM",
+}
+
+
+@app.callback()
+def reproducible_numerics() -> None:
+    """Runs before every command, before numpy or torch are imported (the commands
+    import them lazily): the same thread count and vector kernels on every machine,
+    so a stage's outputs, and dvc.lock, are bit-identical across runs and machines."""
+    threads = os.environ.get("MTREC_NUM_THREADS", str(STAGE_THREADS))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = threads
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        for name, value in X86_REPRODUCIBLE_KERNELS.items():
+            os.environ.setdefault(name, value)
+    import sys
+
+    if "torch" in sys.modules:  # imported already (e.g. the CLI called in-process)
+        sys.modules["torch"].set_num_threads(int(threads))
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -138,11 +174,11 @@ def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS)
         for out_dir, run_config in reward_runs(config, p.paths.models, kind).items():
             paths = train_reward(run_config, p.paths.processed, out_dir)
             summary = json.loads(paths["summary"].read_text())
+            seconds = json.loads(paths["timing"].read_text())["train_seconds"]
             best = min(summary["history"], key=lambda record: record["valid_loss"])
             typer.echo(
                 f"reward {kind}/{out_dir.name}: best epoch {best['epoch']} of "
-                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, "
-                f"{summary['train_seconds']:.0f} s"
+                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, {seconds:.0f} s"
             )
 
 
@@ -151,10 +187,11 @@ def read_out_rewards_command(backbone: list[str] = BACKBONES, params: Path = PAR
     """Rewards of every exposure from each backbone's reward model ->
     <recommender.rewards_path>/<backbone>.parquet, reports/reward/<backbone>/."""
     from mtrec.reward import reward_model_dir
-    from mtrec.reward.readout import read_out_rewards
+    from mtrec.reward.readout import read_out_rewards, saved_reward_config, with_readout_settings
 
     _setup_logging()
     p = _params(params)
+    current = p.reward
     recommender = p.recommender
     if recommender.rewards_path is None:
         _fail("read-out-rewards: set recommender.rewards_path (where the guided candidates read)")
@@ -165,12 +202,16 @@ def read_out_rewards_command(backbone: list[str] = BACKBONES, params: Path = PAR
             f"{recommender.rewards_path}: make recommender.rewards_path a folder"
         )
     for kind in kinds:
+        model_dir = reward_model_dir(p.paths.models, kind)
         irl = reward_model_dir(p.paths.models, kind, ablation=True)
         paths = read_out_rewards(
-            reward_model_dir(p.paths.models, kind),
+            model_dir,
             p.paths.processed,
             recommender.rewards_table(kind),
             p.paths.reports / "reward" / kind,
+            # The read-out keys (cvar_level, ...) come from params.yaml: changing them
+            # reruns this stage only, not the reward model's training.
+            config=with_readout_settings(saved_reward_config(model_dir), current),
             irl_model_dir=irl if (irl / "config.json").exists() else None,
         )
         recovery = json.loads(paths["summary"].read_text())["recovery"]["test"]
@@ -188,7 +229,11 @@ def train_recommender_command(
     models: Path = typer.Option(None, help="candidates folder; default paths.candidates"),
     params: Path = PARAMS,
     stop_after_epochs: int = typer.Option(
-        None, min=1, help="testing resume: stop (as if killed) after this many epochs"
+        None,
+        min=1,
+        envvar="MTREC_STOP_AFTER_EPOCHS",
+        help="testing resume: stop (as if killed) after this many epochs "
+        "(also from $MTREC_STOP_AFTER_EPOCHS, to interrupt a `dvc repro`)",
     ),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
@@ -229,6 +274,9 @@ def train_recommender_command(
             seeds=seed or None,
             stop_after_epochs=stop_after_epochs,
             progress=progress,
+            # Outside the stage's outputs, which DVC deletes before rerunning the stage:
+            # an interrupted `dvc repro` resumes from here.
+            checkpoint_root=p.paths.checkpoints,
         )
     except TrainingStopped as exc:
         _fail(f"{name}: {exc}; run again to resume from its checkpoint", code=3)

@@ -193,6 +193,9 @@ class Paths(StrictModel):
     processed: Path = Path("data/processed")
     reports: Path = Path("reports")
     models: Path = Path("models")
+    # Training checkpoints of the candidates (resume): no DVC output, so `dvc repro`
+    # does not delete them before it reruns an interrupted stage.
+    checkpoints: Path = Path(".mtrec-cache/checkpoints")
     # One folder per trained candidate <backbone>-<guidance> (what `evaluate` scores);
     # default: <models>/candidates.
     candidates: Path | None = None

@@ -72,6 +72,8 @@ def project(tmp_path):
     run(["git", "init", "-q"], repo, env)
     run([sys.executable, "-m", "dvc", "init", "-q"], repo, env)
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], repo, env)
+    shutil.copy(ROOT / ".dvcignore", repo)  # after `dvc init`, which writes its own
+    shutil.copy(ROOT / ".gitignore", repo)
     return repo, env
 
 
@@ -123,3 +125,54 @@ def test_dvc_repro_stops_on_bad_data_with_report(project):
     report = json.loads((repo / "reports/validation.json").read_text())
     assert report["failures"][0]["column"] == "response"
     assert not (repo / "data/processed/train.parquet").exists()
+
+
+def _lock_outs(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+    }
+
+
+@pytest.mark.slow
+def test_interrupted_repro_resumes_and_a_rerun_gives_the_same_bits(project):
+    """issue 12: (1) an interrupted `dvc repro` resumes training where it stopped,
+    although DVC deleted the stage's outputs before the rerun; (2) every stage's
+    outputs are bit-identical when the stages run again in new processes (what two
+    fresh clones do), so dvc.lock does not change."""
+    repo, env = project
+    dvc = [sys.executable, "-m", "dvc"]
+    target = "train_recommender@gru4rec-mtrec"
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["recommender"].update(backbones=["gru4rec"], seeds=[0])
+    params["recommender"]["train"].update(max_epochs=3, patience=5)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    # Killed after epoch 1: the testing knob reaches the stage command through its env.
+    killed = subprocess.run(
+        dvc + ["repro", target],
+        cwd=repo,
+        env=env | {"MTREC_STOP_AFTER_EPOCHS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode != 0
+    assert "stopped after epoch 1" in killed.stdout + killed.stderr
+    checkpoints = list((repo / ".mtrec-cache/checkpoints/gru4rec-mtrec").glob("*/seed_0/*.pt"))
+    assert len(checkpoints) == 1
+
+    resumed = run(dvc + ["repro", target], repo, env)
+    assert "gru4rec-mtrec seed 0: resumed after epoch 1" in resumed
+    metrics = (repo / "models/candidates/gru4rec-mtrec/seed_0/metrics.csv").read_text()
+    assert [line.split(",")[0] for line in metrics.splitlines()[1:]] == ["1", "2", "3"]
+    assert not (repo / ".mtrec-cache/checkpoints/gru4rec-mtrec").exists()
+    first = _lock_outs(repo)
+    assert "up to date" in run(dvc + ["status", "--with-deps", target], repo, env)
+
+    # Everything again from scratch in new processes: the same bytes, hence the
+    # same dvc.lock (the resumed candidate equals an uninterrupted run).
+    again = run(dvc + ["repro", "--force", target], repo, env)
+    assert "resumed" not in again
+    assert _lock_outs(repo) == first

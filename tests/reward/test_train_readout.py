@@ -132,3 +132,32 @@ def test_reports_are_written(trained):
     assert {"step", "mean_reward", "n"} <= set(by_step.columns) and (by_step["n"] >= 20).all()
     by_satisfaction = pd.read_csv(outputs["by_satisfaction"])
     assert set(by_satisfaction["satisfied"]) <= {0.0, 1.0}
+
+
+def test_the_read_out_takes_its_own_keys_from_params_and_the_rest_from_the_model(
+    trained, toy_processed, tmp_path
+):
+    """dvc.yaml: `reward.cvar_level` / `next_item_samples` rerun read_out_rewards only,
+    not train_reward, so the read-out must take them from the current params (not
+    from the config saved with the model, which still holds the old values)."""
+    from mtrec.reward.readout import READOUT_KEYS, saved_reward_config, with_readout_settings
+
+    paths, outputs = trained
+    saved = saved_reward_config(paths["model"])
+    current = toy_config(cvar_level=0.75, next_item_samples=2, gamma=0.1, alpha=0.01)
+    merged = with_readout_settings(saved, current)
+    assert set(READOUT_KEYS) == {"cvar_level", "next_item_samples"}
+    assert (merged.cvar_level, merged.next_item_samples) == (0.75, 2)
+    assert (merged.gamma, merged.alpha) == (saved.gamma, saved.alpha)  # the model's own
+    again = read_out_rewards(
+        paths["model"],
+        toy_processed,
+        tmp_path / "r.parquet",
+        tmp_path / "rep",
+        merged,
+        progress=False,
+    )
+    before = pd.read_parquet(outputs["rewards"])
+    after = pd.read_parquet(again["rewards"])
+    pd.testing.assert_series_equal(before["reward_pos_mean"], after["reward_pos_mean"])
+    assert not np.allclose(before["reward_pos_cvar"], after["reward_pos_cvar"])

@@ -230,7 +230,6 @@ def evaluate_candidates(
             "mean": _json_ready({k: v["mean"] for k, v in summary_stats.items()}),
             "std": _json_ready({k: v["std"] for k, v in summary_stats.items()}),
             "model_dirs": model_dirs,
-            "seconds_per_epoch": summary.get("seconds_per_epoch"),
         }
         report["candidates"][name] = entry
         out = reports_dir / "candidates" / f"{name}.json"

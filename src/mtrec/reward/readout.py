@@ -310,6 +310,17 @@ def saved_reward_config(model_dir: Path) -> RewardConfig:
     return RewardConfig.model_validate(saved)
 
 
+# The `reward` keys only the read-out uses (DVC stage read_out_rewards depends on
+# them, train_reward does not): a read-out takes them from the current params,
+# everything else (gamma, seed, the network) from the trained model.
+READOUT_KEYS = ("cvar_level", "next_item_samples")
+
+
+def with_readout_settings(saved: RewardConfig, current: RewardConfig) -> RewardConfig:
+    """`saved` (a model's training config) with the read-out keys of `current`."""
+    return saved.model_copy(update={key: getattr(current, key) for key in READOUT_KEYS})
+
+
 def read_out_rewards(
     model_dir: Path,
     processed_dir: Path,
@@ -325,7 +336,7 @@ def read_out_rewards(
     `config` defaults to the reward config saved with the model (gamma, CVaR
     level, samples); the network is always the saved one. With `irl_model_dir`
     (a -IRL model), its reward columns are added with the prefix `irl_` (what
-    the `irl` guidance reads).
+    the `irl` guidance reads), read out with `config`'s READOUT_KEYS.
     """
     from mtrec.data.processed import load_processed
 
@@ -340,7 +351,7 @@ def read_out_rewards(
     rewards = compute_rewards(network, log, config, display, device, progress=progress)
     normalisation = add_normalised(rewards)
     if irl_model_dir is not None:
-        irl_config = saved_reward_config(irl_model_dir)
+        irl_config = with_readout_settings(saved_reward_config(irl_model_dir), config)
         irl_network = load_qnetwork(irl_model_dir, device)
         irl = compute_rewards(irl_network, log, irl_config, display, device, progress=progress)
         normalisation["irl"] = add_normalised(irl)

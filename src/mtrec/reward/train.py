@@ -306,7 +306,9 @@ def train_reward(
     """Train the mental reward model on `processed_dir` and save it under `out_dir`.
 
     Writes `qnetwork.pt`, `config.json` (rebuilds the network; also holds the
-    reward config) and `history.csv` (per-epoch curves, a DVC plot).
+    reward config), `history.csv` (per-epoch curves, a DVC plot), `train_summary.json`
+    and `timing.json` (wall-clock and CPU seconds: kept apart because they differ
+    on every run, and .dvcignore keeps them out of DVC's hashes).
     """
     from mtrec.data.processed import load_processed
 
@@ -324,18 +326,23 @@ def train_reward(
         out_dir,
         extra={
             "reward": config.model_dump(mode="json"),
-            "train_seconds": seconds,
             "best_epoch": min(history, key=lambda r: r["valid_loss"])["epoch"],
         },
     )
     save_next_item_distribution(out_dir, display_distribution(processed.train, processed.n_items))
-    pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
+    timing_keys = ("seconds", "cpu_seconds")
+    curves = [{k: v for k, v in record.items() if k not in timing_keys} for record in history]
+    pd.DataFrame(curves).to_csv(out_dir / "history.csv", index=False)
     (out_dir / "train_summary.json").write_text(
-        json.dumps({"train_seconds": seconds, "epochs": len(history), "history": history}, indent=2)
-        + "\n"
+        json.dumps({"epochs": len(history), "history": curves}, indent=2) + "\n"
+    )
+    epochs = [{"epoch": r["epoch"], **{k: r[k] for k in timing_keys}} for r in history]
+    (out_dir / "timing.json").write_text(
+        json.dumps({"train_seconds": seconds, "history": epochs}, indent=2) + "\n"
     )
     return {
         "model": out_dir,
         "history": out_dir / "history.csv",
         "summary": out_dir / "train_summary.json",
+        "timing": out_dir / "timing.json",
     }

@@ -4,20 +4,32 @@ Per epoch: one pass over the training windows (every exposure of a window in
 one forward pass), then a validation callable, early stopping on its
 `monitor` metric, the best model saved as a model directory, a checkpoint of
 everything needed to continue (weights, optimiser, RNG states, counters,
-history) and the metrics CSV rewritten from that history. A run killed after
-epoch j and started again with the same arguments resumes from the
-checkpoint and ends with the same weights and metrics as an uninterrupted
-run: the batch order of epoch e depends only on (seed, e), and the RNG
-states (dropout) are restored.
+history, the best epoch's weights) and the metrics CSV rewritten from that
+history. A run killed after epoch j and started again with the same arguments
+resumes from the checkpoint and ends with the same weights and metrics as an
+uninterrupted run: the batch order of epoch e depends only on (seed, e), and
+the RNG states (dropout) are restored.
+
+The checkpoint may live outside `out_dir` (`checkpoint_dir`): DVC deletes a
+stage's outputs before it runs the stage again, so the pipeline keeps it in a
+cache folder that is no output. It holds tensors and plain Python values only
+and is loaded with `weights_only=True`: a checkpoint that needs pickle to load
+(arbitrary code) is refused.
+
+Wall-clock timings are not part of `metrics.csv` (they differ on every run and
+would make the output's hash irreproducible): they go to `timing.csv`, which
+the pipeline's .dvcignore keeps out of DVC's hashes.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -46,6 +58,8 @@ from mtrec.training.losses import Loss, TrainingClock
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
+TIMING_FILE = "timing.csv"
+TIMING_KEYS = ("train_seconds", "train_cpu_seconds")
 BEST_DIR = "best"
 MINIMISED = ("loss",)
 
@@ -72,6 +86,7 @@ class FitResult:
     cpu_seconds_per_epoch: float
     resumed_from_epoch: int = 0
     extra: dict = field(default_factory=dict)
+    checkpoint_path: Path | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -81,9 +96,17 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
+    """Every RNG the loop touches, as tensors and plain values (no pickled objects)."""
+    numpy_state = np.random.get_state(legacy=False)
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -92,11 +115,49 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": numpy_state["bit_generator"],
+            "state": {
+                "key": numpy_state["key"].numpy().astype(np.uint32),
+                "pos": numpy_state["pos"],
+            },
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value):
+    """A metric value as a plain Python number (numpy scalars do not load with
+    weights_only=True)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return float(value)
+
+
+class CheckpointRefused(RuntimeError):
+    """A checkpoint that is not tensors and plain values only (it would need pickle)."""
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Tensors and plain values only (`weights_only=True`): a checkpoint that holds
+    any other object, e.g. one crafted to run code when unpickled, is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointRefused(
+            f"{path} is not a tensors-only checkpoint and was not loaded ({error}). "
+            "Delete it to train from scratch."
+        ) from error
 
 
 def run_fingerprint(config: TrainConfig, seed: int, extra: dict | None = None) -> str:
@@ -115,6 +176,8 @@ def _improved(value: float, best: float, monitor: str) -> bool:
 
 
 def _write_csv(path: Path, history: Sequence[dict[str, float]]) -> None:
+    if not history:
+        return
     columns: list[str] = []
     for record in history:
         columns.extend(name for name in record if name not in columns)
@@ -206,16 +269,21 @@ def fit(
     item_ids: Sequence[str] | None = None,
     stop_after_epochs: int | None = None,
     progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
 ) -> FitResult:
     """Train `model` (already seeded and built) until early stopping or
-    `max_epochs`, checkpointing every epoch in `out_dir`. Returns the best
-    epoch chosen on `validate(model)[config.monitor]`.
+    `max_epochs`, checkpointing every epoch in `checkpoint_dir` (default:
+    `out_dir`). Returns the best epoch chosen on `validate(model)[config.monitor]`;
+    its model is written to `out_dir/best` (also when every epoch was run by an
+    earlier, interrupted call whose outputs were deleted since).
 
     Not settings of the run (they are not in params.yaml and do not change the
     result): `stop_after_epochs` raises `TrainingStopped` after that many epochs
     of this call, as if killed (testing resume); `progress` shows tqdm bars."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # Under torchrun (recommender.train.nproc > 1): rank 0 validates, decides
     # and writes; the others train their share of each epoch (distributed.py).
     world = current_world()
@@ -230,25 +298,29 @@ def fit(
     )
     n_batches = math.ceil(len(train_windows) / config.batch_size)
     clock.steps_per_epoch = max(1, steps_per_epoch(n_batches, world))
-    checkpoint_path = out_dir / CHECKPOINT_FILE
+    checkpoint_path = checkpoint_dir / CHECKPOINT_FILE
     best_dir = out_dir / BEST_DIR
     metrics_csv = out_dir / METRICS_FILE
+    timing_csv = out_dir / TIMING_FILE
     fingerprint = run_fingerprint(config, seed, fingerprint_extra)
 
     history: list[dict[str, float]] = []
+    timings: list[dict[str, float]] = []
     best_value, best_epoch, bad_epochs, finished = float("nan"), 0, 0, False
     best_metrics: dict[str, float] = {}
+    best_state: dict[str, torch.Tensor] | None = None
     resumed_from = 0
     if config.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(checkpoint_path)
         if state["fingerprint"] == fingerprint:
             model.load_state_dict(state["model"])
             if isinstance(loss_fn, torch.nn.Module):
                 loss_fn.load_state_dict(state["loss"])
             optimizer.load_state_dict(state["optimizer"])
-            history = state["history"]
+            history, timings = state["history"], state["timings"]
             best_value, best_epoch = state["best_value"], state["best_epoch"]
             best_metrics, bad_epochs = state["best_metrics"], state["bad_epochs"]
+            best_state = state["best_model"]
             finished = state["finished"]
             clock.step, clock.epoch = state["clock_step"], state["clock_epoch"]
             _set_rng_state(state["rng"])
@@ -282,17 +354,16 @@ def fit(
         metrics = broadcast(validate(model) if world.is_main else None, world)
         clock.epoch += 1
         epochs_this_call += 1
-        record = {
-            "epoch": clock.epoch,
-            "train_loss": train_loss,
-            "train_seconds": train_seconds,
-            "train_cpu_seconds": train_cpu_seconds,
-        }
+        metrics = {name: _plain(value) for name, value in metrics.items()}
+        record = {"epoch": clock.epoch, "train_loss": float(train_loss)}
         record |= {f"valid_{name}": value for name, value in metrics.items()}
         history.append(record)
+        timing = {"epoch": clock.epoch, "train_seconds": train_seconds}
+        timings.append(timing | {"train_cpu_seconds": train_cpu_seconds})
         value = metrics[config.monitor]
         if _improved(value, best_value, config.monitor):
             best_value, best_epoch, best_metrics, bad_epochs = value, clock.epoch, metrics, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if world.is_main:
                 save_model(model, best_dir, item_ids=item_ids, metadata={"epoch": clock.epoch})
         else:
@@ -306,9 +377,11 @@ def fit(
                     "loss": loss_fn.state_dict() if isinstance(loss_fn, torch.nn.Module) else None,
                     "optimizer": optimizer.state_dict(),
                     "history": history,
-                    "best_value": best_value,
+                    "timings": timings,
+                    "best_value": float(best_value),
                     "best_epoch": best_epoch,
                     "best_metrics": best_metrics,
+                    "best_model": best_state,
                     "bad_epochs": bad_epochs,
                     "finished": finished,
                     "clock_step": clock.step,
@@ -318,27 +391,37 @@ def fit(
                 checkpoint_path,
             )
             _write_csv(metrics_csv, history)
+            _write_csv(timing_csv, timings)
             for callback in callbacks:
-                callback(clock.epoch, record)
+                callback(clock.epoch, record | timings[-1])
         barrier(world)  # the checkpoint is on disk before anyone may stop
         if not finished and stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             raise TrainingStopped(f"stopped after epoch {clock.epoch} (stop_after_epochs)")
 
-    if not best_dir.exists():
+    if best_state is None:
         raise RuntimeError(f"no epoch produced a finite {config.monitor!r}; nothing saved")
-    seconds = [r["train_seconds"] for r in history]
+    if world.is_main:
+        if not best_dir.exists():  # trained by an earlier call whose outputs are gone
+            best_model = copy.deepcopy(model)
+            best_model.load_state_dict(best_state)
+            save_model(best_model, best_dir, item_ids=item_ids, metadata={"epoch": best_epoch})
+        _write_csv(metrics_csv, history)
+        _write_csv(timing_csv, timings)
+    barrier(world)
+    seconds = [r["train_seconds"] for r in timings]
     return FitResult(
         best_epoch=best_epoch,
         best_value=best_value,
         best_metrics=best_metrics,
-        history=history,
+        history=[record | timing for record, timing in zip(history, timings, strict=True)],
         best_model_dir=best_dir,
         metrics_csv=metrics_csv,
         epochs_run=clock.epoch,
         stopped_early=clock.epoch < config.max_epochs,
         seconds_per_epoch=float(np.mean(seconds)) if seconds else float("nan"),
-        cpu_seconds_per_epoch=float(np.mean([r["train_cpu_seconds"] for r in history]))
-        if history
+        cpu_seconds_per_epoch=float(np.mean([r["train_cpu_seconds"] for r in timings]))
+        if timings
         else float("nan"),
         resumed_from_epoch=resumed_from,
+        checkpoint_path=checkpoint_path,
     )

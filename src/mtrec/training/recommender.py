@@ -3,16 +3,30 @@
 Layout written under `out_dir` (= `<models>/<backbone>-<guidance>`):
     train_summary.json          name, backbone, guidance, per seed: model_dir,
                                 initial_model_dir, best_epoch, valid metrics
+    timing.json                 wall-clock and CPU seconds per epoch (not hashed by DVC)
     seed_<s>/best/              the chosen model (validation only), load_model()
     seed_<s>/initial/           the same seed's untrained model (NCIS baseline)
-    seed_<s>/checkpoint.pt      resumable state of the last epoch
+    seed_<s>/checkpoint.pt      resumable state of the last epoch (without a
+                                `checkpoint_root`; see below)
     seed_<s>/metrics.csv        per-epoch train loss and valid metrics (DVC plot)
+    seed_<s>/timing.csv         per-epoch seconds (not hashed by DVC)
+
+With `checkpoint_root` (what the pipeline's stage uses) the checkpoints live in
+`<checkpoint_root>/<name>/<inputs key>/seed_<s>/` instead: DVC deletes a stage's
+outputs before it reruns the stage, so a checkpoint inside them could never
+resume an interrupted `dvc repro`. The key hashes everything the run depends on
+(the training config, the data files, the mtrec source), so a checkpoint of
+other inputs is never resumed; the candidate's folder there is removed once
+every seed is done.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +41,7 @@ from mtrec.data.sequences import build_windows
 from mtrec.evaluation.evaluate import prepare_split, resolve_device, score_split
 from mtrec.models import build_model, save_model
 from mtrec.training.distributed import current_world
-from mtrec.training.loop import EpochCallback, FitResult, fit, seed_everything
+from mtrec.training.loop import EpochCallback, FitResult, fit, run_fingerprint, seed_everything
 from mtrec.training.losses import (
     CatalogueObjective,
     LossContext,
@@ -39,7 +53,11 @@ from mtrec.training.losses import (
     required_columns,
 )
 
+logger = logging.getLogger(__name__)
+
 SUMMARY_FILE = "train_summary.json"
+TIMING_FILE = "timing.json"
+PROCESSED_FILES = ("train.parquet", "valid.parquet", "test.parquet", "items.parquet", "meta.json")
 
 
 def candidate_name(backbone: str, guidance: str) -> str:
@@ -88,6 +106,7 @@ def train_seed(
     callbacks: Sequence[EpochCallback] = (),
     stop_after_epochs: int | None = None,
     progress: bool = False,
+    checkpoint_dir: Path | None = None,
 ) -> SeedResult:
     """Train one seed of a candidate; the checkpoint is chosen on validation.
     `stop_after_epochs` and `progress`: see `loop.fit` (testing / interactive knobs)."""
@@ -146,14 +165,11 @@ def train_seed(
         clock=clock,
         device=device,
         callbacks=callbacks,
-        fingerprint_extra={
-            "backbone": model_config.model_dump(mode="json"),
-            "guidance": guidance,
-            "options": options,
-        },
+        fingerprint_extra=_fingerprint_extra(config, backbone, guidance),
         item_ids=item_ids,
         stop_after_epochs=stop_after_epochs,
         progress=progress,
+        checkpoint_dir=checkpoint_dir,
     )
     return SeedResult(seed, result.best_model_dir, initial_dir, result)
 
@@ -172,6 +188,53 @@ def catalogue_objective(config: TrainConfig, data: ProcessedData) -> CatalogueOb
     )
 
 
+def _fingerprint_extra(config: RecommenderConfig, backbone: str, guidance: str) -> dict:
+    return {
+        "backbone": config.backbone_config(backbone).model_dump(mode="json"),
+        "guidance": guidance,
+        "options": config.options_for(backbone, guidance),
+    }
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_digest() -> str:
+    """One hash of the mtrec package's source: new code never resumes old checkpoints."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(_file_digest(path).encode())
+    return digest.hexdigest()
+
+
+def inputs_key(
+    config: RecommenderConfig,
+    backbone: str,
+    guidance: str,
+    processed_dir: Path,
+    rewards_table: Path | None,
+) -> str:
+    """A hash of everything a candidate's training reads (config, data, code)."""
+    files = [processed_dir / name for name in PROCESSED_FILES]
+    if rewards_table is not None:
+        files.append(rewards_table)
+    payload = {
+        "train": run_fingerprint(
+            config.train_for(backbone), 0, _fingerprint_extra(config, backbone, guidance)
+        ),
+        "files": {str(path): _file_digest(path) for path in files if path.is_file()},
+        "source": source_digest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def train_recommender(
     config: RecommenderConfig,
     backbone: str,
@@ -183,16 +246,32 @@ def train_recommender(
     callbacks: Sequence[EpochCallback] = (),
     stop_after_epochs: int | None = None,
     progress: bool = False,
+    checkpoint_root: str | Path | None = None,
 ) -> dict:
     """Train candidate `<backbone>-<guidance>` for each seed (default:
-    config.seeds) into `out_dir`; writes and returns its train_summary.json.
+    config.seeds) into `out_dir`; writes its train_summary.json and timing.json
+    and returns the summary with the timings (seconds per epoch) merged in.
     `stop_after_epochs` (testing resume) and `progress` (bars): see `loop.fit`."""
     out_dir = Path(out_dir)
+    name = candidate_name(backbone, guidance)
     data = load_processed(processed_dir)
     table = rewards_path if rewards_path is not None else config.rewards_table(backbone)
     rewards = None if table is None else _reward_table_reader(Path(table), backbone)
     seeds = list(config.seeds if seeds is None else seeds)
+    checkpoints = None
+    if checkpoint_root is not None:
+        reads_rewards = table is not None and Path(table).is_file()
+        key = inputs_key(
+            config, backbone, guidance, Path(processed_dir), Path(table) if reads_rewards else None
+        )
+        candidate_root = Path(checkpoint_root) / name
+        if candidate_root.exists():  # checkpoints of other inputs can never be resumed
+            for other in candidate_root.iterdir():
+                if other.name != key:
+                    shutil.rmtree(other, ignore_errors=True)
+        checkpoints = candidate_root / key
     per_seed: dict[str, dict] = {}
+    timing: dict[str, dict] = {}
     for seed in seeds:
         result = train_seed(
             config,
@@ -205,28 +284,48 @@ def train_recommender(
             callbacks,
             stop_after_epochs=stop_after_epochs,
             progress=progress,
+            checkpoint_dir=None if checkpoints is None else checkpoints / f"seed_{seed}",
         )
+        if result.fit.resumed_from_epoch:
+            logger.info(
+                "%s seed %d: resumed after epoch %d from %s",
+                name,
+                seed,
+                result.fit.resumed_from_epoch,
+                result.fit.checkpoint_path,
+            )
         per_seed[str(seed)] = {
             "model_dir": str(result.model_dir),
             "initial_model_dir": str(result.initial_model_dir),
             "metrics_csv": str(result.fit.metrics_csv),
             "best_epoch": result.fit.best_epoch,
             "epochs_run": result.fit.epochs_run,
-            "seconds_per_epoch": result.fit.seconds_per_epoch,
-            "cpu_seconds_per_epoch": result.fit.cpu_seconds_per_epoch,
             "valid": _finite(result.fit.best_metrics),
         }
+        timing[str(seed)] = {
+            "seconds_per_epoch": result.fit.seconds_per_epoch,
+            "cpu_seconds_per_epoch": result.fit.cpu_seconds_per_epoch,
+            "resumed_from_epoch": result.fit.resumed_from_epoch,
+        }
     summary = {
-        "name": candidate_name(backbone, guidance),
+        "name": name,
         "backbone": backbone,
         "guidance": guidance,
         "monitor": config.train_for(backbone).monitor,
         "seeds": per_seed,
-        "seconds_per_epoch": float(np.mean([s["seconds_per_epoch"] for s in per_seed.values()])),
     }
-    if current_world().is_main:
-        (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    seconds = float(np.mean([t["seconds_per_epoch"] for t in timing.values()]))
+    if current_world().is_main:  # under torchrun, rank 0 writes
+        # The summary is a DVC output: no wall-clock values (they would change its hash
+        # on every run). Timings go to timing.json, which .dvcignore keeps out of hashes.
+        (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        timing_report = {"seconds_per_epoch": seconds, "seeds": timing}
+        (out_dir / TIMING_FILE).write_text(json.dumps(timing_report, indent=2) + "\n")
+        if checkpoints is not None:
+            shutil.rmtree(checkpoints.parent, ignore_errors=True)
+    for seed, entry in per_seed.items():
+        entry.update(timing[seed])
+    return summary | {"seconds_per_epoch": seconds}
 
 
 def _reward_table_reader(path: Path, backbone: str) -> Callable[[], pd.DataFrame]:
