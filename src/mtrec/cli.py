@@ -247,8 +247,8 @@ def evaluate_command(
 
 @app.command()
 def gate(params: Path = PARAMS) -> None:
-    """Track candidates in MLflow, apply the offline-metric gate, set registry aliases."""
-    from mtrec.config import GateConfig, TrackingConfig
+    """Track candidates in MLflow, apply the gate on validation evidence, set registry aliases."""
+    from mtrec.config import EvaluateConfig, GateConfig, TrackingConfig
     from mtrec.lifecycle.steps import run_gate
 
     _setup_logging()
@@ -262,6 +262,7 @@ def gate(params: Path = PARAMS) -> None:
         p.paths.processed,
         p.paths.models,
         Path("dvc.lock"),
+        EvaluateConfig.model_validate(p.section("evaluate")),
     )
     typer.echo(f"gate: {decision['action']}: {decision['reason']}")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import gate_candidate
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from mtrec.config import FlowConfig, GateConfig
@@ -65,6 +67,11 @@ def test_metrics_table_shows_every_candidate_and_the_decision(pipeline):
             },
         }
     }
+    # The gate decides on validation evidence (per-user ranks); the table shows test.
+    ranks = np.random.default_rng(0).integers(1, 30, 200).astype(float)
+    for name, seed_ranks in (("sasrec-none", ranks), ("sasrec-mtrec", np.maximum(1, ranks // 2))):
+        evidence = gate_candidate("sasrec", "x", {0: seed_ranks}, extra_by_seed={0: {"AUC": 0.7}})
+        report["candidates"][name]["valid"] = evidence["valid"]
     decision = decide(report, None, GateConfig())
     table = pipeline.metrics_table(report, decision, "NDCG_p@10")
     assert "| sasrec-mtrec | 0.2000 ± 0.0200 | 0.7000 ± 0.0000 | 0.1000 ± 0.0000 | True |" in table
