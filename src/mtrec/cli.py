@@ -380,7 +380,7 @@ def evaluate_command(
 
 @app.command()
 def gate(params: Path = PARAMS) -> None:
-    """Track candidates in MLflow, apply the offline-metric gate, set registry aliases."""
+    """Track candidates in MLflow, apply the gate on validation evidence, set registry aliases."""
     from mtrec.lifecycle.steps import run_gate
 
     _setup_logging()
@@ -394,6 +394,7 @@ def gate(params: Path = PARAMS) -> None:
         p.paths.processed,
         p.paths.models,
         Path("dvc.lock"),
+        p.evaluate,
     )
     typer.echo(f"gate: {decision['action']}: {decision['reason']}")
 

@@ -208,18 +208,33 @@ class Paths(StrictModel):
 class GateConfig(StrictModel):
     """The offline-metric gate (stage `gate`): which candidate may become champion.
 
-    Every metric here is "higher is better" (all of METHOD.md §4 that a gate
-    would use are). Relative change is `(candidate - reference) / |reference|`.
+    The gate chooses on validation evidence only: each seed's chosen checkpoint
+    scored on the validation split (`reports/metrics.json` -> `valid`, with the
+    per-user ranks beside it). Test metrics are reported, never used to choose.
+    A gain is the relative change `(candidate - reference) / |reference|`,
+    sign-flipped for metrics where lower is better (`direction`), so a positive
+    gain is always an improvement.
     """
 
-    # Averaged over seeds; must beat the champion and the unguided base.
+    # Must beat the champion and the unguided base (mean over seeds, validation).
     primary_metric: str = "NDCG_p@10"
-    # Strictly more than this relative gain over each reference is needed
-    # (0.0: any strict improvement; a tie never passes).
-    min_relative_improvement: float = Field(0.01, ge=0.0)
-    # Metrics that may not drop by more than `guard_tolerance` (relative).
+    # The lower bound of the paired interval of the primary's relative gain must
+    # be strictly above this (0.0: the interval must exclude zero).
+    min_relative_improvement: float = Field(0.0, ge=0.0)
+    # Two-sided confidence level of every comparison's interval.
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    # Paired bootstrap over seeds and validation users: replicates and their seed.
+    bootstrap_samples: int = Field(2000, ge=100)
+    bootstrap_seed: int = 0
+    # Metrics whose relative gain (point estimate, paired seeds) may not fall
+    # below -guard_tolerance; their intervals are reported too.
     guard_metrics: tuple[str, ...] = ("AUC", "NDCG@10")
     guard_tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    # Direction of a metric the gate uses: "higher" or "lower" is better. Known
+    # metrics have a built-in direction (mtrec.lifecycle.gate.metric_direction:
+    # loss, HR_n@K, NDCG_n@K lower; AUC, GAUC, NCIS*, HR/NDCG/MRR@K, HR_p/NDCG_p@K,
+    # dNDCG@K higher); any other metric must be declared here.
+    directions: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
     # Guidance name of the unguided base of each backbone (`<backbone>-none`).
     base_guidance: str = "none"
     # Whether the unguided base itself may be promoted (it cannot beat itself;

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import yaml
+from helpers import gate_candidate
 from typer.testing import CliRunner
 
 from mtrec.cli import app
@@ -24,19 +26,16 @@ def test_gate_command_writes_gate_json_and_refuses_what_it_cannot_register(
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "reports").mkdir()
+    ranks = np.random.default_rng(0).integers(1, 30, 200).astype(float)
     metrics = {
         "candidates": {
-            name: {
-                "backbone": "gru4rec",
-                "guidance": guidance,
-                "seeds": {"0": {"NDCG_p@10": value, "AUC": 0.7, "NDCG@10": 0.2}},
-                "mean": {"NDCG_p@10": value, "AUC": 0.7, "NDCG@10": 0.2},
-                "std": {},
-                "model_dirs": {},  # trained models are gone
-            }
-            for name, guidance, value in (
-                ("gru4rec-none", "none", 0.10),
-                ("gru4rec-mtrec", "mtrec", 0.12),
+            # Validation evidence, and no model folders: the trained models are gone.
+            name: gate_candidate(
+                "gru4rec", guidance, {0: r, 1: r}, extra_by_seed={0: {"AUC": 0.7}, 1: {"AUC": 0.7}}
+            )
+            for name, guidance, r in (
+                ("gru4rec-none", "none", ranks),
+                ("gru4rec-mtrec", "mtrec", np.maximum(1, ranks // 2)),
             )
         }
     }
@@ -45,7 +44,8 @@ def test_gate_command_writes_gate_json_and_refuses_what_it_cannot_register(
     result = CliRunner().invoke(app, ["gate"])
     assert result.exit_code == 0, result.output
     gate = json.loads((tmp_path / "reports" / "gate.json").read_text())
-    assert gate["winner"] == "gru4rec-mtrec"  # +20% > the 10% margin
+    assert gate["winner"] == "gru4rec-mtrec"  # its interval's lower bound clears 10%
+    assert gate["selection_split"] == "valid"
     # ... but with no model to register, the decision says so instead of promoting nothing.
     assert gate["action"] == "none"
     assert "no model directory" in gate["reason"]

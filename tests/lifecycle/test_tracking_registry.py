@@ -6,30 +6,37 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
+from helpers import gate_candidate
 
 from mtrec.config import GateConfig, TrackingConfig
 from mtrec.lifecycle import registry, tracking
 from mtrec.lifecycle.steps import run_gate
 
+N_USERS = 200
 
-def metrics_report(tiny_models, primary: dict[str, float], auc: float = 0.8) -> dict:
-    candidates = {}
-    for name, guidance in (("sasrec-none", "none"), ("sasrec-mtrec", "mtrec")):
-        seeds = {
-            str(seed): {"NDCG_p@10": primary[name] + 0.001 * seed, "AUC": auc, "NDCG@10": 0.1}
-            for seed in (0, 1)
-        }
-        mean = {m: sum(s[m] for s in seeds.values()) / 2 for m in seeds["0"]}
-        candidates[name] = {
-            "backbone": "sasrec",
-            "guidance": guidance,
-            "seeds": seeds,
-            "mean": mean,
-            "std": {m: 0.0 for m in mean},
-            "model_dirs": {str(seed): str(path) for seed, path in tiny_models[name].items()},
-        }
-    return {"candidates": candidates}
+
+def ranks(seed: int, shift: int = 0) -> np.ndarray:
+    """Per-user ranks of the held-out positive; `shift` moves every target up."""
+    base = np.random.default_rng(seed).integers(1, 30, N_USERS)
+    return np.maximum(1, base - shift).astype(float)
+
+
+def metrics_report(tiny_models, shifts: dict[str, dict[int, int]], auc: float = 0.8) -> dict:
+    """sasrec-none / sasrec-mtrec with validation evidence from per-user ranks
+    (`shifts[name][seed]`: how far each seed moves every target up)."""
+    candidates = {
+        name: gate_candidate(
+            "sasrec",
+            guidance,
+            {seed: ranks(seed, shifts[name][seed]) for seed in (0, 1)},
+            extra_by_seed={seed: {"AUC": auc} for seed in (0, 1)},
+            model_dirs=tiny_models[name],
+        )
+        for name, guidance in (("sasrec-none", "none"), ("sasrec-mtrec", "mtrec"))
+    }
+    return {"split": "test", "candidates": candidates}
 
 
 def test_tracking_uri_precedence(monkeypatch, tmp_path):
@@ -86,8 +93,10 @@ def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
     processed.mkdir()
     (processed / "meta.json").write_text("{}")
     first = tmp_path / "metrics1.json"
-    scores = {"sasrec-none": 0.10, "sasrec-mtrec": 0.12}
-    first.write_text(json.dumps(metrics_report(tiny_models, scores)))
+    report = metrics_report(
+        tiny_models, {"sasrec-none": {0: 0, 1: 0}, "sasrec-mtrec": {0: 8, 1: 6}}
+    )
+    first.write_text(json.dumps(report))
     gate_path = tmp_path / "reports" / "gate.json"
 
     models = tiny_models["models"]
@@ -97,8 +106,10 @@ def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
 
     champion = registry.champion_record(config.registered_model)
     assert champion["candidate"] == "sasrec-mtrec"
-    assert champion["metrics"]["NDCG_p@10"] == pytest.approx(0.1205)
+    valid_mean = report["candidates"]["sasrec-mtrec"]["valid"]["mean"]["NDCG_p@10"]
+    assert champion["metrics"]["NDCG_p@10"] == pytest.approx(valid_mean)
     assert champion["data_version"] == tracking.data_version(processed)
+    assert champion["evidence_split"] == "valid"
 
     # The runs: a parent with data version + commit, a child per candidate, seeds below.
     client = mlflow.MlflowClient(mlflow_tracking_uri)
@@ -109,7 +120,7 @@ def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
     child_id = decision["mlflow"]["candidate_runs"]["sasrec-mtrec"]["run_id"]
     child = client.get_run(child_id)
     assert child.data.tags["mlflow.parentRunId"] == parent_id
-    assert child.data.metrics["NDCG_p_at_10"] == pytest.approx(0.1205)
+    assert child.data.metrics["NDCG_p_at_10.valid"] == pytest.approx(valid_mean)
     assert child.data.params["model.kind"] == "sasrec"
     seed_runs = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{child_id}'"
@@ -130,11 +141,14 @@ def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
 
     # A degraded second round: never promoted, becomes challenger; champion unchanged.
     second = tmp_path / "metrics2.json"
-    second.write_text(
-        json.dumps(metrics_report(tiny_models, {"sasrec-none": 0.05, "sasrec-mtrec": 0.11}))
-    )
+    worse = {"sasrec-none": {0: 0, 1: 0}, "sasrec-mtrec": {0: 4, 1: 3}}
+    second.write_text(json.dumps(metrics_report(tiny_models, worse)))
     decision2 = run_gate(second, gate_path, GateConfig(), config, tmp_path, processed)
     assert decision2["winner"] is None and decision2["action"] == "challenger"
+    beats = next(
+        r for r in decision2["candidates"]["sasrec-mtrec"]["rules"] if r["rule"] == "beats_champion"
+    )
+    assert beats["interval"]["upper"] < 0, beats["message"]  # stored evidence, paired
     assert registry.champion_record(config.registered_model)["version"] == champion["version"]
     challenger = registry.champion_record(config.registered_model, registry.CHALLENGER)
     assert challenger["candidate"] == "sasrec-mtrec"

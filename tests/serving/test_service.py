@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
-from helpers import free_port, stop_process, wait_ready
+from helpers import free_port, gate_candidate, stop_process, wait_ready
 
 from mtrec.config import GateConfig, PackageConfig, TrackingConfig
 from mtrec.lifecycle.package import package_champion
@@ -32,17 +33,20 @@ def packaged(mlflow_tracking_uri, tiny_models, tmp_path_factory):
         experiment="serving-test",
         registered_model="mtrec-recommender-serving-test",
     )
-    candidates = {}
-    for name, guidance, score in (("sasrec-none", "none", 0.1), ("sasrec-mtrec", "mtrec", 0.2)):
-        seeds = {str(s): {"NDCG_p@10": score, "AUC": 0.7, "NDCG@10": 0.1} for s in (0, 1)}
-        candidates[name] = {
-            "backbone": "sasrec",
-            "guidance": guidance,
-            "seeds": seeds,
-            "mean": seeds["0"],
-            "std": {m: 0.0 for m in seeds["0"]},
-            "model_dirs": {str(s): str(p) for s, p in tiny_models[name].items()},
-        }
+    ranks = np.random.default_rng(0).integers(1, 30, 200).astype(float)
+    candidates = {
+        name: gate_candidate(
+            "sasrec",
+            guidance,
+            {s: seed_ranks for s in (0, 1)},
+            extra_by_seed={s: {"AUC": 0.7} for s in (0, 1)},
+            model_dirs=tiny_models[name],
+        )
+        for name, guidance, seed_ranks in (
+            ("sasrec-none", "none", ranks),
+            ("sasrec-mtrec", "mtrec", np.maximum(1, ranks // 2)),  # a clear validation gain
+        )
+    }
     (work / "metrics.json").write_text(json.dumps({"candidates": candidates}))
     (work / "processed").mkdir()
     decision = run_gate(

@@ -3,15 +3,19 @@
 `exposure_probabilities` and `target_ranks_of` run a model over a split;
 `split_metrics` turns those into every offline metric of METHOD.md §4;
 `evaluate_candidates` is the pipeline step: it scores each trained candidate
-(every seed) on the test split and writes `reports/candidates/<name>.json`
+(every seed's chosen checkpoint) on the test split, reported for the record,
+and on the validation split, the only evidence the gate chooses on; it writes
+`reports/candidates/<name>.json`, `reports/candidates/<name>.valid_ranks.json`
 and `reports/metrics.json`.
 
-metrics.json format (read by the gate):
-    {"split": "test",
+metrics.json format:
+    {"split": "test", "selection_split": "valid",
      "candidates": {"<backbone>-<guidance>": {
          "backbone": str, "guidance": str,
-         "seeds": {"<seed>": {metric: value}},
+         "seeds": {"<seed>": {metric: value}},           # test, for the record
          "mean": {metric: value}, "std": {metric: value},
+         "valid": {"seeds": {...}, "mean": {...}, "std": {...},   # read by the gate
+                   "per_user_file": path},  # {"user_idx", "satisfied", "ranks": {seed: [...]}}
          "model_dirs": {"<seed>": path}}}}
 Metrics: AUC, GAUC (test exposures); NCIS_lift (NCIS minus the same seed's
 untrained model), NCIS, NCIS_untrained; HR/NDCG/MRR@K (full ranking, the
@@ -131,6 +135,18 @@ def score_split(
     progress: bool = False,
 ) -> dict[str, float]:
     """Every offline metric of one model on a prepared split."""
+    return score_split_with_ranks(model, inputs, config, untrained, progress)[0]
+
+
+def score_split_with_ranks(
+    model: Recommender,
+    inputs: SplitInputs,
+    config: EvaluateConfig,
+    untrained: Recommender | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, float], np.ndarray]:
+    """`score_split` plus the per-user evidence behind its ranking metrics: the
+    1-based rank of each user's held-out positive, in `inputs.targets` order."""
     device = resolve_device(config.device)
     model.to(device)
     logits = exposure_logits(model, inputs.windows, config.batch_size, device)
@@ -150,7 +166,23 @@ def score_split(
     metrics |= satisfaction_split(ranks, inputs.targets.satisfied, ks=config.ks)
     metrics["n_users"] = float(len(ranks))
     metrics["n_exposures"] = float(len(labels))
-    return metrics
+    return metrics, ranks
+
+
+def per_user_evidence(inputs: SplitInputs, ranks_by_seed: Mapping[str, np.ndarray]) -> dict:
+    """The per-user validation evidence the gate bootstraps over (JSON-ready):
+    every ranking metric of `score_split` (HR/NDCG/MRR@K and the satisfaction
+    split) is a mean of per-user terms of these ranks."""
+    satisfied = inputs.targets.satisfied
+    return {
+        "split": inputs.split,
+        "user_idx": [int(u) for u in inputs.targets.user_idx.tolist()],
+        "satisfied": [None if math.isnan(v) else float(v) for v in satisfied.tolist()],
+        "ranks": {
+            seed: [float(r) if r != int(r) else int(r) for r in np.asarray(ranks).tolist()]
+            for seed, ranks in ranks_by_seed.items()
+        },
+    }
 
 
 def split_metrics(
@@ -191,10 +223,12 @@ def evaluate_candidates(
     names: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Score every trained candidate (all seeds) on the test split.
+    """Score every trained candidate (all seeds) on the test split, for the
+    record, and on the validation split, for the gate.
 
-    Writes `<reports_dir>/candidates/<name>.json`, `<reports_dir>/metrics.json`
-    (returned) and each seed's training curve as
+    Writes `<reports_dir>/candidates/<name>.json`, the per-user validation
+    ranks `<reports_dir>/candidates/<name>.valid_ranks.json`,
+    `<reports_dir>/metrics.json` (returned) and each seed's training curve as
     `<reports_dir>/plots/curves/<name>_seed<s>.csv`."""
     data = load_processed(processed_dir)
     reports_dir = Path(reports_dir)
@@ -207,10 +241,14 @@ def evaluate_candidates(
         candidates = {name: candidates[name] for name in names}
     if not candidates:
         raise FileNotFoundError(f"no trained candidates (train_summary.json) under {models_dir}")
-    report: dict = {"split": "test", "candidates": {}}
+    report: dict = {"split": "test", "selection_split": "valid", "candidates": {}}
+    valid_inputs: dict[int, SplitInputs] = {}  # by max_history, built once
     for name, summary in candidates.items():
         per_seed: dict[str, dict[str, float]] = {}
+        valid_per_seed: dict[str, dict[str, float]] = {}
+        valid_ranks: dict[str, np.ndarray] = {}
         model_dirs = {}
+        inputs = None
         for seed, seed_summary in summary["seeds"].items():
             curve = Path(seed_summary.get("metrics_csv", ""))
             if curve.is_file():  # training curves as DVC plots
@@ -221,19 +259,38 @@ def evaluate_candidates(
             untrained = load_model(seed_summary["initial_model_dir"], device=device)
             metrics = split_metrics(model, data, "test", config, untrained, progress=progress)
             per_seed[seed] = metrics
+            # The chosen checkpoint's validation metrics (what the gate chooses on)
+            # and the per-user ranks behind them.
+            if model.max_history not in valid_inputs:
+                valid_inputs[model.max_history] = prepare_split(data, "valid", model.max_history)
+            inputs = valid_inputs[model.max_history]
+            valid_per_seed[seed], valid_ranks[seed] = score_split_with_ranks(
+                model, inputs, config, untrained, progress=progress
+            )
             model_dirs[seed] = seed_summary["model_dir"]
         summary_stats = aggregate_seeds(list(per_seed.values()))
+        valid_stats = aggregate_seeds(list(valid_per_seed.values()))
+        per_user_file = reports_dir / "candidates" / f"{name}.valid_ranks.json"
         entry = {
             "backbone": summary["backbone"],
             "guidance": summary["guidance"],
             "seeds": {seed: _json_ready(m) for seed, m in per_seed.items()},
             "mean": _json_ready({k: v["mean"] for k, v in summary_stats.items()}),
             "std": _json_ready({k: v["std"] for k, v in summary_stats.items()}),
+            "valid": {
+                "seeds": {seed: _json_ready(m) for seed, m in valid_per_seed.items()},
+                "mean": _json_ready({k: v["mean"] for k, v in valid_stats.items()}),
+                "std": _json_ready({k: v["std"] for k, v in valid_stats.items()}),
+                "per_user_file": str(per_user_file),
+            },
             "model_dirs": model_dirs,
         }
         report["candidates"][name] = entry
         out = reports_dir / "candidates" / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(entry, indent=2) + "\n")
+        if inputs is not None:
+            evidence = per_user_evidence(inputs, valid_ranks)
+            per_user_file.write_text(json.dumps(evidence) + "\n")
     (reports_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -4,10 +4,13 @@ Layout of one pipeline execution:
 
     parent run  "pipeline"          tags: data_version, git_commit; the reward
     │                               model, the gate decision, metrics.json
-    ├── child run  "<candidate>"    params, mean/std metrics, the logged model
+    ├── child run  "<candidate>"    params, test mean/std metrics, validation ones
+    │   │                           (<metric>.valid), the logged model of the seed the
+    │   │                           gate chose, gate_evidence/valid_per_user.json
     │   └── grandchild "seed=<s>"   that seed's metrics and per-epoch curves
 
 Nothing here runs at import time; `configure_tracking` sets the URI explicitly.
+Reports and artifacts show the URI through `public_tracking_uri` (no credentials).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -22,10 +26,13 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pandas as pd
 
 from mtrec.config import TrackingConfig
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DB = "mlflow.db"
 MODEL_PIP_REQUIREMENTS = ["torch", "numpy", "pandas", "pydantic", "mlflow"]
@@ -42,31 +49,113 @@ def resolve_tracking_uri(config: TrackingConfig, project_root: Path) -> str:
     return f"sqlite:///{(Path(project_root) / DEFAULT_DB).resolve()}"
 
 
+def public_tracking_uri(uri: str, project_root: Path | None = None) -> str:
+    """The tracking URI as reports and artifacts may show it: no user, password
+    or token (userinfo, query and fragment are dropped), and a SQLite database
+    inside the project as a path relative to it."""
+    parts = urlsplit(uri)
+    if parts.scheme == "sqlite":
+        path = parts.path.removeprefix("/")
+        if project_root is not None and path:
+            with contextlib.suppress(ValueError):
+                path = Path(path).resolve().relative_to(Path(project_root).resolve()).as_posix()
+        return f"sqlite:///{path}"
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:  # e.g. databricks://<scope>:<prefix>, a secret reference
+        port = None
+    if port is not None:
+        host += f":{port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (query dropped), else None."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(urlsplit(tracking_uri).path.removeprefix("/"))
+
+
 def artifact_location(tracking_uri: str) -> str | None:
     """Artifacts of a SQLite store live beside the database (`mlartifacts/`);
     for a tracking server the server decides (None)."""
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        return (database.parent / "mlartifacts").resolve().as_uri()
+    database = sqlite_database(tracking_uri)
+    if database is None:
+        return None
+    return (database.parent / "mlartifacts").resolve().as_uri()
+
+
+def _relocate_experiment(tracking_uri: str, experiment_id: str, location: str) -> None:
+    """Point a SQLite store's experiment at `location`. MLflow stores an
+    experiment's artifact root as an absolute path when it creates it and has
+    no API to change it, so a copied or moved project would keep writing into
+    the original's folder: this updates that one column of that one row."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(tracking_uri)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sqlalchemy.text(
+                    "UPDATE experiments SET artifact_location = :location "
+                    "WHERE experiment_id = :experiment_id"
+                ),
+                {"location": location, "experiment_id": int(experiment_id)},
+            )
+    finally:
+        engine.dispose()
+
+
+def _local_path(location: str) -> Path | None:
+    """The folder of a local artifact location (path or file: URI), else None."""
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path)).resolve()
+    if parts.scheme == "" or len(parts.scheme) == 1:  # a plain path ("C:" on Windows)
+        return Path(location).resolve()
     return None
 
 
 def configure_tracking(config: TrackingConfig, project_root: Path) -> str:
     """Point MLflow (tracking and registry) at the configured store and make
-    sure the experiment exists. Returns the experiment id."""
+    sure the experiment exists. Returns the experiment id.
+
+    With a SQLite store the experiment's artifacts always go to `mlartifacts/`
+    beside the database: an experiment whose local artifact root is elsewhere
+    (the project folder was copied or moved) is pointed back there, so a copy
+    never writes into the original's folder."""
     import mlflow
 
     uri = resolve_tracking_uri(config, project_root)
+    # mlflow.set_tracking_uri also exports $MLFLOW_TRACKING_URI; keep the
+    # user's value (or its absence), so the next project configured in this
+    # process resolves its own store, not this one.
+    given = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if given is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = given
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(config.experiment)
+    wanted = artifact_location(uri)
     if experiment is None:
-        experiment_id = client.create_experiment(
-            config.experiment, artifact_location=artifact_location(uri)
-        )
+        experiment_id = client.create_experiment(config.experiment, artifact_location=wanted)
     else:
         experiment_id = experiment.experiment_id
+        current = experiment.artifact_location
+        here = _local_path(current)
+        if wanted is not None and here is not None and here != _local_path(wanted):
+            log.warning(
+                "experiment %r kept its artifacts at %s, outside this store's folder "
+                "(the project was copied or moved): new runs write to %s",
+                config.experiment,
+                current,
+                wanted,
+            )
+            _relocate_experiment(uri, experiment_id, wanted)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -231,12 +320,18 @@ def log_reward_model(
         mlflow.log_artifacts(str(reward_dir), artifact_path="reward_model")
 
 
-def chosen_seed(candidate: Mapping[str, Any]) -> str | None:
-    """The seed whose model represents the candidate in the registry: the
-    lowest seed (deterministic; the gate decided on the mean over seeds)."""
+PER_USER_ARTIFACT = "gate_evidence/valid_per_user.json"
+
+
+def chosen_seed(candidate: Mapping[str, Any], representative: str | None = None) -> str | None:
+    """The seed whose model represents the candidate in the registry: the one
+    the gate chose (`representative`, the lower median by validation primary),
+    else the lowest seed (a candidate the gate could not judge; never registered)."""
     model_dirs = candidate.get("model_dirs") or {}
     if not model_dirs:
         return None
+    if representative is not None and representative in model_dirs:
+        return representative
     return min(model_dirs, key=lambda seed: (int(seed) if str(seed).isdigit() else 0, str(seed)))
 
 
@@ -246,22 +341,26 @@ def log_candidate(
     project_root: Path,
     reward_dir: Path | None = None,
     log_all_seeds: bool = False,
+    representative: str | None = None,
+    per_user_evidence: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One child run per candidate (grandchildren per seed). Logs the chosen
-    seed's model as an MLflow pyfunc; returns its run id and model URI."""
+    """One child run per candidate (grandchildren per seed). Logs the
+    `representative` seed's model as an MLflow pyfunc and the per-user
+    validation evidence; returns the run id, model URI, seed and evidence URI."""
     import mlflow
 
     from mtrec.lifecycle.pyfunc import log_recommender
 
     paths = candidate.get("model_dirs") or {}
     model_dirs = {seed: Path(project_root) / path for seed, path in paths.items()}
-    representative = chosen_seed(candidate)
+    representative = chosen_seed(candidate, representative)
     tags = {
         "mtrec.kind": "candidate",
         "candidate": name,
         "backbone": str(candidate.get("backbone")),
         "guidance": str(candidate.get("guidance")),
     }
+    valid = candidate.get("valid") or {}
     with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
         mlflow.log_param("seeds", json.dumps(sorted(candidate.get("seeds") or {})))
         if representative is not None and (model_dirs[representative] / "config.json").exists():
@@ -269,14 +368,24 @@ def log_candidate(
             mlflow.log_params(flatten_params(description.get("model_config", {}), "model."))
             metadata = description.get("metadata") or {}
             mlflow.log_params(flatten_params(metadata, "meta."))
+        # Test metrics under their names (for the record); the validation metrics
+        # the gate chose on as <metric>.valid (valid_<metric> are training curves).
         mlflow.log_metrics(loggable_metrics(candidate.get("mean") or {}))
         mlflow.log_metrics(loggable_metrics(candidate.get("std") or {}, suffix=".std"))
+        mlflow.log_metrics(loggable_metrics(valid.get("mean") or {}, suffix=".valid"))
+        mlflow.log_metrics(loggable_metrics(valid.get("std") or {}, suffix=".valid.std"))
         mlflow.log_dict(dict(candidate), "candidate_metrics.json")
+        evidence_uri = None
+        if per_user_evidence is not None:
+            mlflow.log_dict(dict(per_user_evidence), PER_USER_ARTIFACT)
+            evidence_uri = f"runs:/{run.info.run_id}/{PER_USER_ARTIFACT}"
 
+        valid_seeds = valid.get("seeds") or {}
         for seed, seed_metrics in sorted((candidate.get("seeds") or {}).items()):
             with mlflow.start_run(run_name=f"{name} seed={seed}", nested=True, tags=tags):
                 mlflow.log_param("seed", seed)
                 mlflow.log_metrics(loggable_metrics(seed_metrics or {}))
+                mlflow.log_metrics(loggable_metrics(valid_seeds.get(seed) or {}, suffix=".valid"))
                 seed_dir = model_dirs.get(seed)
                 if seed_dir is not None and seed_dir.exists():
                     log_history(read_history(seed_dir))
@@ -291,4 +400,9 @@ def log_candidate(
             info = log_recommender(model_dirs[representative], reward_dir, artifact_name="model")
             model_uri = info.model_uri
             mlflow.set_tag("registered_seed", representative)
-    return {"run_id": run.info.run_id, "model_uri": model_uri, "seed": representative}
+    return {
+        "run_id": run.info.run_id,
+        "model_uri": model_uri,
+        "seed": representative,
+        "evidence_uri": evidence_uri,
+    }
