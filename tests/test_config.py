@@ -22,8 +22,8 @@ from mtrec.config import (
     TrainConfig,
     load_params,
 )
+from mtrec.guidance_options import known_guidances, options_model
 from mtrec.models import load_model
-from mtrec.training.losses import known_guidances, options_model
 from mtrec.training.recommender import train_recommender
 
 ROOT = Path(__file__).parents[1]
@@ -287,3 +287,32 @@ def test_stop_after_epochs_is_a_flag_of_train_recommender(toy_processed_dir, tmp
     resumed = runner.invoke(app, command)
     assert resumed.exit_code == 0, resumed.output
     assert len(pd.read_csv(metrics)) == 2
+
+
+def test_loading_params_imports_no_torch_and_no_training_code():
+    """Params are checked against the light options registry: the stages that only
+    read params (ingest, validate, split) do not import the losses, so their DVC
+    deps stay their own and they start fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mtrec.config import load_params; "
+        f"load_params({str(PARAMS)!r}); "
+        "heavy = [m for m in sys.modules if m == 'torch' or m.startswith('mtrec.training')]; "
+        "print(heavy); assert not heavy"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_shipped_guidance_cannot_be_registered_with_other_options():
+    from pydantic import BaseModel
+
+    from mtrec.training.losses import register_guidance
+
+    class Other(BaseModel):
+        beta: float = 1.0
+
+    with pytest.raises(ValueError, match="mtrec"):
+        register_guidance("mtrec", options=Other)(lambda options, context: None)

@@ -554,17 +554,12 @@ class RecommenderConfig(StrictModel):
 
 
 def guidance_options_model(name: str, where: str = "recommender") -> type[BaseModel]:
-    """The options model of registered guidance `name`; an unknown name is a ValueError
-    naming it, where it was found and the registered names (closest first)."""
-    # Imported here: the registry lives with the losses (torch), which import this module.
-    from mtrec.training.losses import known_guidances, options_model
+    """The options model of guidance `name`; an unknown name is a ValueError
+    naming it, where it was found and the known names (closest first)."""
+    # Imported here: the options models import this module (StrictModel).
+    from mtrec.guidance_options import options_model
 
-    known = known_guidances()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{where}: unknown guidance {name!r}{hint}; registered: {known}")
-    return options_model(name)
+    return options_model(name, where)
 
 
 class EvaluateConfig(StrictModel):

@@ -23,10 +23,10 @@ from typing import Any
 
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs
+from mtrec.reward.options import AlignmentOptions, CVaROptions, ExpectedOptions
 from mtrec.reward.readout import IRL_PREFIX, cvar_columns, with_cvar_columns
 from mtrec.training.losses import (
     LossContext,
@@ -54,24 +54,6 @@ def alignment_loss(
     """-mean over masked slots of F r(s,1) + (1 - F) r(s,0); all inputs [W, M]."""
     expected = click_probability * reward_positive + (1 - click_probability) * reward_negative
     return -masked_mean(expected, mask)
-
-
-class AlignmentOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Weight of the alignment term (tune on validation; the value of params.yaml).
-    beta: float = Field(0.03, ge=0.0)
-
-
-class ExpectedOptions(AlignmentOptions):
-    # Not tuned for this read-out yet: the value it has always trained with.
-    beta: float = Field(0.1, ge=0.0)
-
-
-class CVaROptions(AlignmentOptions):
-    # Lower-tail CVaR level q of the reward distribution (tune on validation);
-    # None = the column the read-out stored at `reward.cvar_level`.
-    q: float | None = Field(None, gt=0.0, le=1.0)
 
 
 @dataclass

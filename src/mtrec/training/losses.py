@@ -35,9 +35,10 @@ from typing import Any, Protocol
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from mtrec.data.sequences import WindowBatch
+from mtrec.guidance_options import NoOptions, register_options
 from mtrec.models import ExposureOutputs, Recommender
 
 
@@ -134,9 +135,6 @@ class LossContext:
 
 GuidanceFactory = Callable[[Mapping[str, Any], LossContext], Loss]
 GUIDANCES: dict[str, GuidanceFactory] = {}
-# Guidance name -> the pydantic model of its options (mtrec.config checks
-# params.yaml's guidance_options with it at load).
-GUIDANCE_OPTIONS: dict[str, type[BaseModel]] = {}
 # Satisfaction signals are for evaluation: only a guidance registered with
 # `trains_on_satisfaction=True` (a literature baseline that does, as its paper
 # did) may train on these columns; every other guidance is refused.
@@ -153,8 +151,9 @@ def register_guidance(
     (None: it takes none)."""
 
     def decorator(factory: GuidanceFactory) -> GuidanceFactory:
+        # Params are checked against the light registry: keep the two in step.
+        register_options(name, NoOptions if options is None else options)
         GUIDANCES[name] = factory
-        GUIDANCE_OPTIONS[name] = NoOptions if options is None else options
         if trains_on_satisfaction:
             SATISFACTION_GUIDANCES.add(name)
         else:
@@ -189,21 +188,6 @@ def _load_plugins() -> None:
         except ModuleNotFoundError as error:
             if error.name != module:  # the plugin exists but is broken
                 raise
-
-
-def known_guidances() -> list[str]:
-    """Every registered guidance name (the plugins loaded), sorted."""
-    _load_plugins()
-    return sorted(GUIDANCES)
-
-
-def options_model(name: str) -> type[BaseModel]:
-    """The options model guidance `name` was registered with."""
-    if name not in GUIDANCES:
-        _load_plugins()
-    if name not in GUIDANCES:
-        raise KeyError(f"unknown guidance {name!r}; known: {sorted(GUIDANCES)}")
-    return GUIDANCE_OPTIONS.get(name, NoOptions)
 
 
 def make_loss(name: str, options: Mapping[str, Any], context: LossContext) -> Loss:
@@ -279,15 +263,7 @@ def with_catalogue_ce(
     return loss
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # ------------------------------------------------------------------ guidances
-
-
-class NoOptions(_Options):
-    pass
 
 
 @dataclass
