@@ -14,7 +14,8 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-def test_concurrent_jobs_share_batches_and_each_gets_its_own_answer():
+@pytest.mark.parametrize("threaded", [True, False])
+def test_concurrent_jobs_share_batches_and_each_gets_its_own_answer(threaded):
     calls = []
 
     def process(jobs):
@@ -23,7 +24,7 @@ def test_concurrent_jobs_share_batches_and_each_gets_its_own_answer():
         return [job * 2 for job in jobs]
 
     async def main():
-        batcher = MicroBatcher(process, max_batch_size=8)
+        batcher = MicroBatcher(process, max_batch_size=8, threaded=threaded)
         results = await asyncio.gather(*(batcher.submit(n) for n in range(20)))
         return results, batcher
 

@@ -36,6 +36,7 @@ class MicroBatcher(Generic[Job, Result]):
         max_queue: int = 1024,
         max_wait_ms: float = 0.0,
         name: str = "mtrec-batch",
+        threaded: bool = True,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
@@ -44,7 +45,9 @@ class MicroBatcher(Generic[Job, Result]):
         self.max_queue = max_queue
         self.max_wait_ms = max_wait_ms
         self._queue: collections.deque[tuple[Job, asyncio.Future]] = collections.deque()
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._executor = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name) if threaded else None
+        )
         self._draining = False
         # Counters for tests and the benchmark: batches run and jobs in them.
         self.batches = 0
@@ -84,9 +87,11 @@ class MicroBatcher(Generic[Job, Result]):
                 self.jobs += len(batch)
                 self.largest_batch = max(self.largest_batch, len(batch))
                 try:
-                    results = await loop.run_in_executor(
-                        self._executor, self.process, [job for job, _ in batch]
-                    )
+                    jobs = [job for job, _ in batch]
+                    if self._executor is None:  # on the event loop: no thread hand-off
+                        results = self.process(jobs)
+                    else:
+                        results = await loop.run_in_executor(self._executor, self.process, jobs)
                     if len(results) != len(batch):
                         raise RuntimeError(f"{len(results)} results for {len(batch)} jobs")
                 except Exception as error:  # the whole batch failed: each request says so
@@ -97,6 +102,8 @@ class MicroBatcher(Generic[Job, Result]):
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
+                if self._executor is None:
+                    await asyncio.sleep(0)  # let the loop read and answer before the next batch
         finally:
             self._draining = False
 
@@ -109,4 +116,5 @@ class MicroBatcher(Generic[Job, Result]):
         }
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

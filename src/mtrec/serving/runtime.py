@@ -215,6 +215,19 @@ class RecommenderRuntime:
         items = self.indices(item_ids, "items", False, self.limits.max_items_per_request)
         return RewardQuery(history, items)
 
+    def warm_up(self) -> None:
+        """Answer a few throw-away batches, so the first real requests do not pay for
+        lazy imports and first-call set-up (seconds on a small machine)."""
+        probe = [self.item_ids[0]] if self.item_ids else []
+        queries: list[RecommendQuery | RewardQuery] = [
+            self.check_recommend([], 1, True),
+            self.check_recommend(probe, min(10, self.n_items - 1) or 1, False),
+        ]
+        if self.reward_network is not None:
+            queries.append(self.check_mental_reward(probe, probe))
+        for size in (1, len(queries)):
+            self.answer(queries[:size])
+
     # --- endpoints ------------------------------------------------------------
 
     def recommend(self, history_ids: list[Any], k: Any, exclude_history: Any) -> dict[str, Any]:

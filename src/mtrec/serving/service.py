@@ -96,6 +96,9 @@ def _declared_limits(tag: str) -> RuntimeLimits:
         return RuntimeLimits()
 
 
+# Read when the module is imported, unlike the rest of the package (STYLE.md 9): a
+# BentoML service declares its schema and its configuration in the class
+# statement, so they must be known then (BentoML reads the model tag the same way).
 LIMITS = _declared_limits(MODEL_TAG)
 WORKERS = _setting("MTREC_SERVE_WORKERS", 1) or 1
 TORCH_THREADS = _setting("MTREC_SERVE_TORCH_THREADS", 1) or 1
@@ -191,6 +194,7 @@ class MtrecService:
             limits_of(metadata),
         )
         self.metadata = metadata
+        self.runtime.warm_up()  # before /readyz says ready
         # Queue bound: the in-flight limit already caps it; this is the backstop.
         self.batcher = MicroBatcher(
             self.runtime.answer,
