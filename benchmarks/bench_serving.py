@@ -21,7 +21,9 @@ One run measures, side by side:
   without HTTP);
 - HTTP at each `--users` level: Locust (benchmarks/locustfile_serving.py,
   headless, closed-loop users without think time, POST /recommend with histories
-  drawn from the catalogue, fixed seeds), warm-up then a measured window:
+  drawn from the catalogue, fixed seeds; after a refusal a user backs off
+  `--refusal-backoff` s, and the `--storm-users` levels retry at once), warm-up
+  then a measured window:
   p50/p95/p99, requests/s, errors by status (429 = refused by traffic.max_concurrency),
   server RSS before and after, server and generator CPU seconds per request, the
   service's batch sizes, the load average;
@@ -186,10 +188,22 @@ def server_usage(pid: int) -> dict[str, float]:
     return {"rss_mib": rss, "cpu_s": cpu}
 
 
-def load_level(url: str, bodies: Path, users: int, args, scratch: Path, pid: int) -> dict:
-    out = scratch / f"locust_{users}.json"
+def batching_stats(url: str) -> dict:
+    """The service's batch counters (one worker's when there are several)."""
+    for _ in range(10):
+        answer = httpx.post(f"{url}/model_info", json={}, timeout=60)
+        if answer.status_code == 200:
+            return answer.json()["batching"]
+        time.sleep(0.5)  # a 429 while the previous level drains
+    raise RuntimeError(f"/model_info answered {answer.status_code}: {answer.text[:300]}")
+
+
+def load_level(
+    url: str, bodies: Path, users: int, args, scratch: Path, pid: int, backoff: float
+) -> dict:
+    out = scratch / f"locust_{users}_{backoff}.json"
     before, load_before = server_usage(pid), os.getloadavg()
-    batching_before = httpx.post(f"{url}/model_info", json={}, timeout=60).json()["batching"]
+    batching_before = batching_stats(url)
     command = [
         sys.executable,
         str(LOCUSTFILE),
@@ -207,6 +221,8 @@ def load_level(url: str, bodies: Path, users: int, args, scratch: Path, pid: int
         str(out),
         "--server-pid",
         str(pid),
+        "--refusal-backoff",
+        str(backoff),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=args.warmup + args.duration + 120
@@ -214,7 +230,7 @@ def load_level(url: str, bodies: Path, users: int, args, scratch: Path, pid: int
     if done.returncode != 0:
         raise RuntimeError(f"locust at {users} users failed:\n{done.stderr[-3000:]}")
     after = server_usage(pid)
-    batching_after = httpx.post(f"{url}/model_info", json={}, timeout=60).json()["batching"]
+    batching_after = batching_stats(url)
     result = json.loads(out.read_text())
     every = result["all"]
     served = result["by_status"].get("200", {})
@@ -222,10 +238,14 @@ def load_level(url: str, bodies: Path, users: int, args, scratch: Path, pid: int
     jobs = batching_after["jobs"] - batching_before["jobs"]
     return {
         "users": users,
+        "refusal_backoff_s": backoff,
         "window_s": result["seconds"],
         "all": every,
         "served_200": served,
-        "by_status": {status: stats["requests"] for status, stats in result["by_status"].items()},
+        "requests_by_status": {
+            status: stats["requests"] for status, stats in result["by_status"].items()
+        },
+        "by_status": result["by_status"],
         "errors": every["failures"],
         "error_rate": every["failures"] / every["requests"] if every["requests"] else None,
         "server_rss_mib": {"before": before["rss_mib"], "after": after["rss_mib"]},
@@ -234,6 +254,7 @@ def load_level(url: str, bodies: Path, users: int, args, scratch: Path, pid: int
         / max(every["requests"], 1)
         * 1000,
         "batching": {
+            "counted_in": "the worker" if args.workers == 1 else "one worker of several",
             "batches": batches,
             "requests": jobs,
             "mean_batch": jobs / batches if batches else None,
@@ -254,11 +275,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="s per level before it")
     parser.add_argument("--in-process-requests", type=int, default=300)
     parser.add_argument("--workers", type=int, default=None, help="MTREC_SERVE_WORKERS")
+    parser.add_argument(
+        "--refusal-backoff",
+        type=float,
+        default=1.0,
+        help="s a user waits after a 429/503 without Retry-After (0: retry at once)",
+    )
+    parser.add_argument(
+        "--storm-users",
+        type=int,
+        nargs="*",
+        default=[128],
+        help="extra levels whose users retry refusals at once (no back-off)",
+    )
     parser.add_argument("--history", type=int, default=20)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serving.json")
     args = parser.parse_args()
-    if max(args.users) > 256 or args.duration > 120 or args.in_process_requests > 5000:
+    if (
+        max([*args.users, *args.storm_users]) > 256
+        or args.duration > 120
+        or (args.in_process_requests > 5000)
+    ):
         parser.error("bounded benchmark: at most 256 users, 120 s per level, 5000 requests")
 
     scratch = Path(tempfile.mkdtemp(prefix="mtrec-bench-serving-"))
@@ -316,9 +354,11 @@ def main() -> None:
             for body in bodies[:20]:  # warm-up of the first request paths
                 client.post("/recommend", json=body).raise_for_status()
             info = client.post("/model_info", json={}).json()
-        for users in args.users:
-            levels[str(users)] = load_level(url, bodies_file, users, args, scratch, server.pid)
-            print(json.dumps({users: levels[str(users)]["all"]}), flush=True)
+        runs = [(str(u), u, args.refusal_backoff) for u in args.users]
+        runs += [(f"{u}-no-backoff", u, 0.0) for u in args.storm_users]
+        for key, users, backoff in runs:
+            levels[key] = load_level(url, bodies_file, users, args, scratch, server.pid, backoff)
+            print(json.dumps({key: levels[key]["all"]}), flush=True)
     finally:
         stop_process(server)
         log.close()
@@ -344,7 +384,7 @@ def main() -> None:
         },
         "request": {"history": args.history, "k": args.k, "route": "/recommend"},
         "server": {
-            "workers": int(env.get("MTREC_SERVE_WORKERS", 1)),
+            "workers": int(env.get("MTREC_SERVE_WORKERS", 2)),
             "limits": info.get("limits"),
             "settings_env": {k: v for k, v in env.items() if k.startswith("MTREC_SERVE_")},
             "uvicorn": {
@@ -354,6 +394,9 @@ def main() -> None:
         },
         "load_generator": {
             "tool": "locust (FastHttpUser, closed loop, no think time)",
+            "after_a_refusal": "a user waits Retry-After, else refusal_backoff_s, before its "
+            "next request; levels named '<users>-no-backoff' retry at once (a storm)",
+            "refusal_backoff_s": args.refusal_backoff,
             "warmup_s": args.warmup,
             "duration_s": args.duration,
         },

@@ -13,7 +13,10 @@ Each user is a closed loop: POST /recommend with a body drawn (seeded per user)
 from `--bodies` (a JSON list), no think time, one keep-alive connection
 (FastHttpUser). Requests are named by status ("/recommend 200", "/recommend
 429", ...) so served answers and refusals are kept apart; anything but 200 is
-a failure. Also written: the generator's own CPU seconds in the window (it
+a failure. After a refusal (429/503) a user waits `Retry-After` seconds (or
+`--refusal-backoff` when the answer has none), as a well-behaved client does;
+`--refusal-backoff 0` retries at once (a storm: every refusal costs the server
+a request's parsing). Also written: the generator's own CPU seconds in the window (it
 shares the machine with the server) and,
 with `--server-pid`, the server's.
 """
@@ -33,6 +36,7 @@ from locust.env import Environment
 
 PERCENTILES = (0.5, 0.95, 0.99)
 BODIES: list[dict] = []  # filled from --bodies before the users start
+REFUSAL_BACKOFF_S = [1.0]  # set from --refusal-backoff
 _SEEDS = iter(range(10**9))
 
 
@@ -54,6 +58,12 @@ class RecommendUser(FastHttpUser):
                 response.success()
             else:
                 response.failure(f"HTTP {status}")
+        if status in (429, 503) and REFUSAL_BACKOFF_S[0] > 0:
+            try:
+                wait = float(response.headers.get("retry-after") or REFUSAL_BACKOFF_S[0])
+            except ValueError:
+                wait = REFUSAL_BACKOFF_S[0]
+            gevent.sleep(min(wait, 10.0))
 
 
 def summary(entry, seconds: float) -> dict:
@@ -101,10 +111,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--server-pid", type=int, help="also record the server's CPU seconds")
+    parser.add_argument("--refusal-backoff", type=float, default=1.0)
     args = parser.parse_args()
     if not (1 <= args.users <= 512 and 0 < args.duration <= 300 and 0 <= args.warmup <= 60):
         parser.error("bounded load: 1-512 users, at most 300 s, warm-up at most 60 s")
     BODIES[:] = json.loads(args.bodies.read_text())
+    REFUSAL_BACKOFF_S[0] = args.refusal_backoff
 
     env = Environment(user_classes=[RecommendUser], host=args.host)
     runner = env.create_local_runner()
@@ -121,6 +133,7 @@ def main() -> None:
     runner.quit()
     report = {
         "users": args.users,
+        "refusal_backoff_s": args.refusal_backoff,
         "seconds": seconds,
         "all": total,
         "by_status": {name.rsplit(" ", 1)[-1]: stats for name, stats in sorted(by_name.items())},

@@ -28,6 +28,7 @@ def test_bench_serving_writes_latency_throughput_and_rss_per_level(tmp_path):
         "2",
         "--in-process-requests",
         "20",
+        "--storm-users",  # none: no 128-user level at this size
         "--out",
         str(out),
     ]

@@ -67,7 +67,9 @@ def packaged(mlflow_tracking_uri, tiny_models, tmp_path_factory):
 @pytest.fixture(scope="package")
 def server(packaged) -> Iterator[Server]:
     summary, work = packaged
-    with serve_bento(summary["bento"], work / "serve.log") as running:
+    # One worker: the batching counters of /model_info are then the whole server's.
+    env = {"MTREC_SERVE_WORKERS": "1"}
+    with serve_bento(summary["bento"], work / "serve.log", env) as running:
         yield running
 
 

@@ -241,7 +241,11 @@ def test_overload_is_refused_fast_with_429(packaged, tmp_path):
     """Above traffic.max_concurrency the answer is an immediate 429 with the error
     shape BentoML gives it, never a queue of seconds."""
     summary, _ = packaged
-    env = {"MTREC_SERVE_MAX_CONCURRENCY": "2", "MTREC_SERVE_MAX_BATCH": "1"}
+    env = {
+        "MTREC_SERVE_MAX_CONCURRENCY": "2",
+        "MTREC_SERVE_MAX_BATCH": "1",
+        "MTREC_SERVE_WORKERS": "1",
+    }
     with serve_bento(summary["bento"], tmp_path / "overload.log", env) as small:
         limits = httpx.Limits(max_connections=48)
         with httpx.Client(base_url=small.url, timeout=60, limits=limits) as client:

@@ -21,8 +21,9 @@ the previous batch computed. Overload is refused fast: more than
 `traffic.max_concurrency` requests in flight get 429 (BentoML), a full batch
 queue 503. Settings (environment, read when the service module is imported):
 
-    MTREC_SERVE_WORKERS          worker processes (default 1: one worker batches best
-                                 on a small machine; each holds its own model copy)
+    MTREC_SERVE_WORKERS          worker processes (default 2, for a 2-core machine: the
+                                 HTTP stack is single-threaded Python per worker; each
+                                 worker holds its own model copy and batches alone)
     MTREC_SERVE_TORCH_THREADS    torch threads per worker (default 1)
     MTREC_SERVE_MAX_BATCH        requests per forward pass (default 64)
     MTREC_SERVE_MAX_WAIT_MS      wait for a fuller batch (default 0: none)
@@ -100,7 +101,7 @@ def _declared_limits(tag: str) -> RuntimeLimits:
 # BentoML service declares its schema and its configuration in the class
 # statement, so they must be known then (BentoML reads the model tag the same way).
 LIMITS = _declared_limits(MODEL_TAG)
-WORKERS = _setting("MTREC_SERVE_WORKERS", 1) or 1
+WORKERS = _setting("MTREC_SERVE_WORKERS", 2) or 1
 TORCH_THREADS = _setting("MTREC_SERVE_TORCH_THREADS", 1) or 1
 MAX_BATCH = _setting("MTREC_SERVE_MAX_BATCH", 64) or 1
 MAX_WAIT_MS = _setting("MTREC_SERVE_MAX_WAIT_MS", 0)
