@@ -95,3 +95,66 @@ def test_service_module_never_imports_training_code():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _mixed_queries(runtime):
+    import random
+
+    rng = random.Random(3)
+    ids = runtime.item_ids
+    queries, expected = [], []
+    for n in range(24):
+        history = rng.sample(ids, rng.randint(0, 14))  # some longer than the window (8)
+        if n % 3:
+            k, exclude = rng.randint(1, 10), bool(n % 2)
+            queries.append(runtime.check_recommend(history, k, exclude))
+            expected.append(runtime.recommend(history, k, exclude))
+        else:
+            items = rng.sample(ids, rng.randint(1, 6))
+            queries.append(runtime.check_mental_reward(history, items))
+            expected.append(runtime.mental_reward(history, items))
+    return queries, expected
+
+
+def test_batched_answers_equal_answers_one_at_a_time(tiny_models):
+    """One forward pass for many requests changes nothing but float rounding."""
+    runtime = RecommenderRuntime.load(
+        tiny_models["sasrec-mtrec"][0], tiny_models["reward"], device="cpu"
+    )
+    queries, expected = _mixed_queries(runtime)
+    for got, want in zip(runtime.answer(queries), expected, strict=True):
+        assert [i["item_id"] for i in got["items"]] == [i["item_id"] for i in want["items"]]
+        for mine, theirs in zip(got["items"], want["items"], strict=True):
+            for key in ("ctr", "expected_mental_reward", "mean", "cvar"):
+                if key in theirs:
+                    assert mine[key] == pytest.approx(theirs[key], abs=1e-6)
+            if "quantiles" in theirs:
+                assert mine["quantiles"] == pytest.approx(theirs["quantiles"], abs=1e-6)
+
+
+def test_reward_read_out_keeps_the_q_networks_last_max_history_positives(tiny_models):
+    """As the pipeline's MDP (mtrec.reward.mdp): h is the last max_history positives
+    and h + [i] keeps the last max_history of it. A longer history used to overflow
+    SASRec's positions (a 500 over HTTP)."""
+    runtime = RecommenderRuntime.load(
+        tiny_models["sasrec-mtrec"][0], tiny_models["reward"], device="cpu"
+    )
+    window = runtime.reward_network.max_history
+    history = [f"m{i}" for i in range(1, window + 6)]
+    assert runtime.mental_reward(history, ["m3", "m20"]) == runtime.mental_reward(
+        history[-window:], ["m3", "m20"]
+    )
+    answer = runtime.recommend(history, 5, False)
+    assert all(item["expected_mental_reward"] is not None for item in answer["items"])
+
+
+def test_error_messages_never_echo_a_whole_id(tiny_models):
+    runtime = RecommenderRuntime.load(tiny_models["sasrec-none"][0], None, device="cpu")
+    with pytest.raises(RequestError) as error:
+        runtime.recommend(["q" * 100_000, *(f"ghost{n}" for n in range(50))], 3, True)
+    message = str(error.value)
+    assert len(message) < 300 and "51 unknown" in message
+    assert "(+99968 chars)" in message  # truncated and counted
+    with pytest.raises(RequestError) as error:
+        runtime.recommend(["m1"], 10**5000, True)  # str() of it would raise
+    assert len(str(error.value)) < 200

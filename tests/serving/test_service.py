@@ -4,99 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from helpers import free_port, gate_candidate, stop_process, wait_ready
 
-from mtrec.config import GateConfig, PackageConfig, TrackingConfig
-from mtrec.lifecycle.package import package_champion
-from mtrec.lifecycle.steps import run_gate
-from mtrec.serving.runtime import RecommenderRuntime
-
-ROOT = Path(__file__).resolve().parents[2]
-BENTOML = str(Path(sys.executable).with_name("bentoml"))
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def packaged(mlflow_tracking_uri, tiny_models, tmp_path_factory):
-    """The gate promotes a real tiny model; `package` builds its Bento."""
-    work = tmp_path_factory.mktemp("package")
-    tracking = TrackingConfig(
-        tracking_uri=mlflow_tracking_uri,
-        experiment="serving-test",
-        registered_model="mtrec-recommender-serving-test",
-    )
-    ranks = np.random.default_rng(0).integers(1, 30, 200).astype(float)
-    candidates = {
-        name: gate_candidate(
-            "sasrec",
-            guidance,
-            {s: seed_ranks for s in (0, 1)},
-            extra_by_seed={s: {"AUC": 0.7} for s in (0, 1)},
-            model_dirs=tiny_models[name],
-        )
-        for name, guidance, seed_ranks in (
-            ("sasrec-none", "none", ranks),
-            ("sasrec-mtrec", "mtrec", np.maximum(1, ranks // 2)),  # a clear validation gain
-        )
-    }
-    (work / "metrics.json").write_text(json.dumps({"candidates": candidates}))
-    (work / "processed").mkdir()
-    decision = run_gate(
-        work / "metrics.json",
-        work / "gate.json",
-        GateConfig(),
-        tracking,
-        work,
-        work / "processed",
-        tiny_models["models"],
-    )
-    assert decision["winner"] == "sasrec-mtrec"
-    summary = package_champion(
-        tracking,
-        PackageConfig(
-            bentoml_home=os.environ["BENTOML_HOME"],
-            max_history=20,
-            bento_model="mtrec-serving-test",
-        ),
-        ROOT,
-        work / "package.json",
-    )
-    return summary, work
-
-
-@pytest.fixture(scope="module")
-def served(packaged, tiny_models):
-    summary, work = packaged
-    port = free_port()
-    log = work / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [BENTOML, "serve", summary["bento"], "--host", "127.0.0.1", "--port", str(port)],
-            env={k: v for k, v in os.environ.items() if k != "MTREC_BENTO_MODEL"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(f"{url}/readyz", process, log, seconds=120)
-            yield url
-        finally:
-            stop_process(process)
-
-
-@pytest.fixture(scope="module")
-def in_process(tiny_models):
-    seed0 = tiny_models["sasrec-mtrec"][0]
-    return RecommenderRuntime.load(seed0, tiny_models["reward"], device="cpu")
 
 
 def test_package_json_names_the_bento_and_the_registry_version(packaged):
@@ -195,3 +107,17 @@ def test_short_concurrent_burst_has_no_errors(served):
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(one, range(64)))
     assert codes == [200] * 64
+
+
+def test_histories_longer_than_the_reward_window_are_answered(served, in_process):
+    """The packaged limit (20) is over the Q-network's window (8): the read-out keeps
+    the last 8 positives, as the pipeline's MDP does (a 500 before)."""
+    history = [f"m{i}" for i in range(1, 21)]
+    answer = httpx.post(f"{served}/recommend", json={"history": history, "k": 5}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = {"history": history, "items": ["m21", "m22"]}
+    reward = httpx.post(f"{served}/mental_reward", json=body, timeout=30)
+    assert reward.status_code == 200, reward.text
+    expected = in_process.mental_reward(history, ["m21", "m22"])
+    for mine, theirs in zip(reward.json()["items"], expected["items"], strict=True):
+        assert mine["quantiles"] == pytest.approx(theirs["quantiles"], abs=1e-5)
