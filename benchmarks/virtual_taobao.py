@@ -1,7 +1,7 @@
 """The paper's RL table on VirtualTaobao: PPO and SAC with r_env against r_env + kappa * r_mental.
 
     python benchmarks/virtual_taobao.py --virtual-taobao-path ../shared/third_party/VirtualTaobao \
-        --algorithms ppo sac --seeds 0 1 2 --ppo-steps 100000 --sac-steps 30000
+        --algorithms ppo sac --seeds 0 1 2 --ppo-steps 50000 --sac-steps 20000
 
 Steps:
 1. behaviour log: `--behaviour-sessions` sessions of the uniform random policy
@@ -54,10 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rewards", nargs="+", default=["env", "env+mental"], choices=["env", "env+mental"]
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--ppo-steps", type=int, default=100_000)
-    parser.add_argument("--sac-steps", type=int, default=30_000)
+    parser.add_argument("--ppo-steps", type=int, default=50_000)
+    parser.add_argument("--sac-steps", type=int, default=20_000)
     parser.add_argument("--kappa", type=float, default=0.2)
-    parser.add_argument("--sac-train-freq", type=int, default=8)
+    parser.add_argument("--sac-train-freq", type=int, default=4)
     parser.add_argument("--sac-gradient-steps", type=int, default=1)
     parser.add_argument("--sac-learning-starts", type=int, default=1_000)
     parser.add_argument("--eval-sessions", type=int, default=200)
