@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -109,6 +110,7 @@ class MicroBatcher(Generic[Job, Result]):
 
     def stats(self) -> dict[str, Any]:
         return {
+            "worker": os.getpid(),
             "batches": self.batches,
             "jobs": self.jobs,
             "mean_batch": self.jobs / self.batches if self.batches else 0.0,
