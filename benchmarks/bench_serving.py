@@ -188,14 +188,22 @@ def server_usage(pid: int) -> dict[str, float]:
     return {"rss_mib": rss, "cpu_s": cpu}
 
 
-def batching_stats(url: str) -> dict:
-    """The service's batch counters (one worker's when there are several)."""
-    for _ in range(10):
+def batching_stats(url: str, workers: int) -> dict[int, dict]:
+    """The batch counters of each worker ({pid: counters}), asking /model_info until
+    every worker answered (each request reaches one); {} from a service without them."""
+    seen: dict[int, dict] = {}
+    for _ in range(20 * workers):
         answer = httpx.post(f"{url}/model_info", json={}, timeout=60)
-        if answer.status_code == 200:
-            return answer.json()["batching"]
-        time.sleep(0.5)  # a 429 while the previous level drains
-    raise RuntimeError(f"/model_info answered {answer.status_code}: {answer.text[:300]}")
+        if answer.status_code != 200:
+            time.sleep(0.5)  # a 429 while the previous level drains
+            continue
+        stats = answer.json().get("batching")
+        if not stats:
+            return {}
+        seen[stats.get("worker", 0)] = stats
+        if len(seen) >= workers:
+            break
+    return seen
 
 
 def load_level(
@@ -203,7 +211,8 @@ def load_level(
 ) -> dict:
     out = scratch / f"locust_{users}_{backoff}.json"
     before, load_before = server_usage(pid), os.getloadavg()
-    batching_before = batching_stats(url)
+    workers = args.workers or 2  # the service's default
+    batching_before = batching_stats(url, workers)
     command = [
         sys.executable,
         str(LOCUSTFILE),
@@ -230,12 +239,13 @@ def load_level(
     if done.returncode != 0:
         raise RuntimeError(f"locust at {users} users failed:\n{done.stderr[-3000:]}")
     after = server_usage(pid)
-    batching_after = batching_stats(url)
+    batching_after = batching_stats(url, workers)
     result = json.loads(out.read_text())
     every = result["all"]
     served = result["by_status"].get("200", {})
-    batches = batching_after["batches"] - batching_before["batches"]
-    jobs = batching_after["jobs"] - batching_before["jobs"]
+    both = set(batching_before) & set(batching_after)
+    batches = sum(batching_after[w]["batches"] - batching_before[w]["batches"] for w in both)
+    jobs = sum(batching_after[w]["jobs"] - batching_before[w]["jobs"] for w in both)
     return {
         "users": users,
         "refusal_backoff_s": backoff,
@@ -254,11 +264,13 @@ def load_level(
         / max(every["requests"], 1)
         * 1000,
         "batching": {
-            "counted_in": "the worker" if args.workers == 1 else "one worker of several",
+            "workers_counted": len(both),
             "batches": batches,
             "requests": jobs,
             "mean_batch": jobs / batches if batches else None,
-            "largest_batch_so_far": batching_after["largest_batch"],
+            "largest_batch_so_far": max(
+                (stats["largest_batch"] for stats in batching_after.values()), default=None
+            ),
         },
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
     }
@@ -280,6 +292,11 @@ def main() -> None:
         type=float,
         default=1.0,
         help="s a user waits after a 429/503 without Retry-After (0: retry at once)",
+    )
+    parser.add_argument(
+        "--baseline-source",
+        type=Path,
+        help="also serve this source tree (with src/, e.g. `git archive` of main) the same way",
     )
     parser.add_argument(
         "--storm-users",
@@ -323,45 +340,20 @@ def main() -> None:
     in_process = in_process_latency(runtime, bodies[: args.in_process_requests])
     batched = in_process_batched(runtime, bodies[: args.in_process_requests])
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if args.workers:
         env["MTREC_SERVE_WORKERS"] = str(args.workers)
-    log = (scratch / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("bentoml")),
-            "serve",
-            "mtrec.serving.service:MtrecService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--arg",
-            f"bento_model={tag}",
-        ],
-        cwd=ROOT / "src",
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    levels: dict[str, dict] = {}
-    try:
-        wait_for_http(f"{url}/readyz", server, Path(log.name), seconds=180)
-        with httpx.Client(base_url=url, timeout=60) as client:
-            for body in bodies[:20]:  # warm-up of the first request paths
-                client.post("/recommend", json=body).raise_for_status()
-            info = client.post("/model_info", json={}).json()
-        runs = [(str(u), u, args.refusal_backoff) for u in args.users]
-        runs += [(f"{u}-no-backoff", u, 0.0) for u in args.storm_users]
-        for key, users, backoff in runs:
-            levels[key] = load_level(url, bodies_file, users, args, scratch, server.pid, backoff)
-            print(json.dumps({key: levels[key]["all"]}), flush=True)
-    finally:
-        stop_process(server)
-        log.close()
+    levels, info = serve_and_load(ROOT / "src", tag, bodies, bodies_file, env, args, scratch)
+    baseline = None
+    if args.baseline_source is not None:
+        base_levels, _ = serve_and_load(
+            args.baseline_source / "src", tag, bodies, bodies_file, env, args, scratch / "base"
+        )
+        baseline = {
+            "source": str(args.baseline_source),
+            "http": base_levels,
+            "http_over_in_process_p50": over_in_process(base_levels, in_process),
+        }
 
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -385,7 +377,7 @@ def main() -> None:
         "request": {"history": args.history, "k": args.k, "route": "/recommend"},
         "server": {
             "workers": int(env.get("MTREC_SERVE_WORKERS", 2)),
-            "limits": info.get("limits"),
+            "limits": (info or {}).get("limits"),
             "settings_env": {k: v for k, v in env.items() if k.startswith("MTREC_SERVE_")},
             "uvicorn": {
                 "httptools": _installed("httptools"),
@@ -403,14 +395,64 @@ def main() -> None:
         "in_process": in_process,
         "in_process_batched": batched,
         "http": levels,
-        "http_over_in_process_p50": {
-            users: level["served_200"].get("p50_ms", float("nan")) / in_process["p50_ms"]
-            for users, level in levels.items()
-        },
+        "http_over_in_process_p50": over_in_process(levels, in_process),
+        "baseline": baseline,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+
+
+def over_in_process(levels: dict[str, dict], in_process: dict) -> dict[str, float]:
+    return {
+        users: level["served_200"].get("p50_ms", float("nan")) / in_process["p50_ms"]
+        for users, level in levels.items()
+    }
+
+
+def serve_and_load(
+    src: Path, tag: str, bodies: list[dict], bodies_file: Path, env: dict, args, scratch: Path
+) -> tuple[dict[str, dict], dict | None]:
+    """`bentoml serve` the service of `src` (a source tree's src/), run every load
+    level against it, stop it. Returns (levels, its /model_info)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (scratch / "serve.log").open("w")
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("bentoml")),
+            "serve",
+            "mtrec.serving.service:MtrecService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--arg",
+            f"bento_model={tag}",
+        ],
+        cwd=src,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    levels: dict[str, dict] = {}
+    try:
+        wait_for_http(f"{url}/readyz", server, Path(log.name), seconds=180)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for body in bodies[:20]:  # warm-up of the first request paths
+                client.post("/recommend", json=body).raise_for_status()
+            info = client.post("/model_info", json={}).json()
+        runs = [(str(u), u, args.refusal_backoff) for u in args.users]
+        runs += [(f"{u}-no-backoff", u, 0.0) for u in args.storm_users]
+        for key, users, backoff in runs:
+            levels[key] = load_level(url, bodies_file, users, args, scratch, server.pid, backoff)
+            print(json.dumps({src.parent.name: {key: levels[key]["all"]}}), flush=True)
+    finally:
+        stop_process(server)
+        log.close()
+    return levels, info
 
 
 def _installed(name: str) -> bool:

@@ -17,7 +17,7 @@ most `MTREC_SERVE_MAX_BODY_BYTES` (413), and every error has one body,
 
 Throughput: requests of a worker are answered in batches (`MicroBatcher`): one
 recommender forward pass and one reward read-out for all requests queued while
-the previous batch computed. Overload is refused fast: more than
+the previous batch computed. Overload is refused, not queued: more than
 `traffic.max_concurrency` requests in flight get 429 (BentoML), a full batch
 queue 503. Settings (environment, read when the service module is imported):
 
