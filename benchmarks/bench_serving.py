@@ -119,7 +119,7 @@ def synthetic_model(folder: Path, n_items: int) -> tuple[Path, Path, dict]:
     """Random-weight recommender + reward model with the default job's shapes."""
     import torch
 
-    from mtrec.config import RecommenderConfig, RewardConfig, load_params
+    from mtrec.config import load_params
     from mtrec.models import build_model, save_model
     from mtrec.reward.qnetwork import (
         RewardQNetwork,
@@ -128,9 +128,9 @@ def synthetic_model(folder: Path, n_items: int) -> tuple[Path, Path, dict]:
     )
 
     params = load_params(ROOT / "params.yaml")
-    recommender = RecommenderConfig.model_validate(params.section("recommender"))
+    recommender = params.recommender
     backbone = recommender.backbones[0]
-    reward = RewardConfig.model_validate(params.section("reward")).for_backbone(backbone)
+    reward = params.reward.for_backbone(backbone)
     torch.manual_seed(0)
     model = build_model(recommender.backbone_config(backbone), n_items).eval()
     model_dir = save_model(
