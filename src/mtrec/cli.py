@@ -104,10 +104,11 @@ def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS)
         for out_dir, run_config in reward_runs(config, p.paths.models, kind).items():
             paths = train_reward(run_config, p.paths.processed, out_dir)
             summary = json.loads(paths["summary"].read_text())
-            best = min(summary["history"], key=lambda record: record["valid_loss"])
+            monitor = summary["monitor"]
+            best = summary["history"][summary["best_epoch"] - 1]
             typer.echo(
                 f"reward {kind}/{out_dir.name}: best epoch {best['epoch']} of "
-                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, "
+                f"{summary['epochs']} by {monitor} {best[monitor]:.4f}, "
                 f"{summary['train_seconds']:.0f} s"
             )
 
