@@ -1,23 +1,29 @@
-"""Reward recovery of the mental reward model: how well each read-out of the
-learned reward separates satisfying from unsatisfying clicks (evaluation only),
-beside item popularity, for several objectives / TD targets and seeds.
+"""Reward recovery of the mental reward model against the baselines it must beat.
 
-    # ML-100k (the processed splits of the pipeline): AUC rating >= 4 vs <= 2
-    python benchmarks/reward_recovery.py --processed data/processed --out /tmp/recovery_ml \
-        --variant qr-iql:gradient --variant iq-learn:gradient --seeds 0 1 2 \
-        --epochs 2 --max-history 10
+For each seed: train the reward model with params.yaml's `reward` section (the
+pipeline's defaults; a few keys can be overridden), read out every split with
+the MDP it was trained on, and score every read-out, every behavioural proxy
+(`mtrec.reward.proxies`) and the supervised ceiling (`mtrec.reward.ceiling`:
+the same encoder trained on the truth) against the ground truth of the
+positive exposures: Spearman with the simulator's true reward, AUC of
+satisfied vs not, AUC of rating >= 4 vs <= 2 (ML-100k), and the coverage of the
+learned quantile intervals. Evaluation only; nothing here feeds the pipeline.
 
-    # the simulator (true reward known): Spearman and AUC on clicks
-    python benchmarks/reward_recovery.py --processed /tmp/sim/processed --out /tmp/recovery_sim \
-        --variant qr-iql:gradient --seeds 0 1 2 --epochs 6 --patience 2 --session-gap 3600 \
-        --max-history 20 --splits train test
+    # the simulator (main's default world: 1,000 users, 500 items)
+    python benchmarks/reward_data.py --out /tmp/rb/sim --source synthetic
+    python benchmarks/reward_recovery.py --processed /tmp/rb/sim/processed \
+        --backbone gru4rec --seeds 0 1 2 --out benchmarks/results/reward_recovery_sim_gru4rec.json
 
-A simulator log for the second command: `data.source: synthetic` with
-SimulatorConfig(seed=7, n_users=600, n_items=300, sessions_per_user=3,
-max_session_length=20), split leave-one-out with n_negatives 0.
+    # ML-100k (rating >= 4 vs <= 2 among held-out positives)
+    python benchmarks/reward_data.py --out /tmp/rb/ml100k --source ml-100k
+    python benchmarks/reward_recovery.py --processed /tmp/rb/ml100k/processed \
+        --backbone gru4rec --seeds 0 1 2 \
+        --out benchmarks/results/reward_recovery_ml100k_gru4rec.json
 
-Writes one JSON line per run to OUT/results.jsonl and prints it; the read-out
-is computed only for the splits evaluated (states still see the whole log).
+The "before" side (main at af20300) is `reward_recovery_before.py`. The JSON
+holds per-seed histories (with the per-epoch validation truth, recorded and
+never used to select) and, under `summary`, mean / std / per-seed values per
+split, metric and score, plus each score as a fraction of the ceiling.
 """
 
 from __future__ import annotations
@@ -30,86 +36,214 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtrec.config import RewardConfig, SASRecConfig
+from mtrec.config import RewardConfig, load_params
 from mtrec.data.processed import load_processed
-from mtrec.reward.mdp import concat_splits
+from mtrec.evaluation.metrics import spearman
+from mtrec.reward.ceiling import fit_supervised_ceiling
+from mtrec.reward.distill import fit_state_regression
+from mtrec.reward.mdp import concat_splits, display_distribution
+from mtrec.reward.proxies import behavioural_proxies, proxy_session_gap
 from mtrec.reward.qnetwork import load_qnetwork
-from mtrec.reward.readout import compute_rewards, display_distribution, recovery_report
-from mtrec.reward.train import behaviour_only, train_reward
+from mtrec.reward.readout import compute_rewards, recovery_report
+from mtrec.reward.train import MONITORED, behaviour_only, best_epoch, train_reward
+
+CEILING = "supervised_ceiling"
+METRICS = ("spearman_true_reward", "auc_satisfied", "auc_rating_4_vs_2")
+CALIBRATION = ("calibration__coverage_0.8", "calibration__width_0.8", "calibration__coverage_0.6")
+OVERRIDABLE = ("max_epochs", "patience", "monitor", "objective", "target", "session_gap")
+
+
+def summarise(runs: list[dict], splits: tuple[str, ...]) -> dict:
+    """mean / std / values over seeds of every recovery key, per split; and each
+    score's metric as a fraction of the ceiling's (per seed, then averaged)."""
+    summary: dict = {}
+    for split in splits:
+        keys = sorted(set().union(*(run["recovery"][split] for run in runs)))
+        table = {}
+        for key in keys:
+            values = [float(run["recovery"][split].get(key, np.nan)) for run in runs]
+            table[key] = {
+                "mean": float(np.nanmean(values)) if np.isfinite(values).any() else None,
+                "std": float(np.nanstd(values)) if np.isfinite(values).any() else None,
+                "values": [round(v, 4) for v in values],
+            }
+        fractions = {}
+        for metric in METRICS:
+            ceiling_key = f"{metric}__{CEILING}"
+            if ceiling_key not in table:
+                continue
+            for key in keys:
+                if not key.startswith(f"{metric}__") or key == ceiling_key:
+                    continue
+                ratio = [
+                    # AUC: share of the ceiling's lift above chance; Spearman: plain ratio.
+                    (run["recovery"][split][key] - (0.5 if metric.startswith("auc") else 0.0))
+                    / (
+                        run["recovery"][split][ceiling_key]
+                        - (0.5 if metric.startswith("auc") else 0.0)
+                    )
+                    for run in runs
+                ]
+                fractions[key] = {
+                    "mean": float(np.mean(ratio)),
+                    "values": [round(r, 3) for r in ratio],
+                }
+        summary[split] = {"scores": table, "fraction_of_ceiling": fractions}
+    return summary
+
+
+def distillation_targets(rewards, baselines, log, gamma: float) -> dict[str, np.ndarray]:
+    """Behavioural targets of clicks for the distilled read-outs (NaN elsewhere).
+
+    A row whose view ends at it only because the split ends there (the user's last
+    train row, say) has no observed future: NaN too."""
+    users = log["user_idx"].to_numpy()
+    last_in_log = np.r_[users[1:] != users[:-1], True]
+    observed_future = ~(rewards["terminal"].to_numpy(bool) & ~last_in_log)
+    keep = (rewards["response"].to_numpy() == 1) & observed_future
+
+    def only(values):
+        return np.where(keep, np.asarray(values, dtype=float), np.nan)
+
+    next_value = rewards["next_value"].to_numpy()
+    return {
+        # IRL: value of the realised next state, and Q(s,1) plus it (METHOD.md section 6).
+        "distilled_next_value": only(next_value),
+        "distilled_q_plus_next_value": only(rewards["q_pos"].to_numpy() + gamma * next_value),
+        # No IRL: did the user go on in the session after the click.
+        "distilled_continuation": only(baselines["continuation"].to_numpy()),
+    }
+
+
+def criterion_tracking(history: list[dict], monitor: str) -> dict:
+    """How the selection criterion tracks recovery over epochs (reporting only)."""
+    column = MONITORED[monitor]
+    out: dict = {"selected_epoch": best_epoch(history, monitor)}
+    for key in history[0]:
+        if not key.startswith("truth_valid_"):
+            continue
+        values = [record[key] for record in history]
+        criterion = [-record[column] for record in history]
+        out[key] = {
+            "at_selected": values[out["selected_epoch"] - 1],
+            "best": float(np.nanmax(values)),
+            "best_epoch": int(np.nanargmax(values)) + 1,
+            "spearman_over_epochs_with_criterion": spearman(criterion, values),
+        }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processed", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--variant", action="append", required=True, help="objective:target")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/reward_recovery"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--backbone", default="gru4rec", choices=["gru4rec", "sasrec", "din"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--patience", type=int, default=1)
-    parser.add_argument("--max-history", type=int, default=10)
-    parser.add_argument("--session-gap", type=int, default=None)
-    parser.add_argument("--splits", nargs="+", default=["valid", "test"])
+    parser.add_argument("--set", nargs="*", default=[], help=f"reward overrides k=v: {OVERRIDABLE}")
+    parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument(
+        "--distill",
+        action="store_true",
+        help="also fit (h, i) models to behavioural targets of train clicks (distilled read-outs)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        if key not in OVERRIDABLE:
+            raise SystemExit(f"--set {key}: only {OVERRIDABLE}")
+        overrides[key] = None if value == "null" else value
+    base = RewardConfig.model_validate(
+        {
+            **load_params(args.params).reward.model_dump(mode="json", exclude={"backbone"}),
+            **overrides,
+            "device": "cpu",
+        }
+    ).for_backbone(args.backbone)
 
     processed = load_processed(args.processed)
     frames = {name: processed.split(name) for name in ("train", "valid", "test")}
     log = concat_splits({name: behaviour_only(frame) for name, frame in frames.items()})
     truth = concat_splits(frames)
-    truth = truth[truth["split"].isin(args.splits).to_numpy()].reset_index(drop=True)
     signals = [c for c in ("satisfied", "rating", "true_reward") if c in truth.columns]
-    display = display_distribution(processed.train, processed.n_items)
-    popularity = np.zeros(processed.n_items + 1)
-    popularity[processed.items["item_idx"].to_numpy()] = processed.items["train_positives"]
-    backbone = SASRecConfig(
-        max_history=args.max_history, dim=32, n_layers=1, n_heads=1, ffn_dim=64, dropout=0.1
+    watch_ratio = truth["watch_ratio"].to_numpy() if "watch_ratio" in truth else None
+    baselines = behavioural_proxies(
+        log, processed.n_items, proxy_session_gap(base.session_gap), watch_ratio
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    for variant in args.variant:
-        objective, target = variant.split(":")
-        for seed in args.seeds:
-            run = args.out / f"{objective}_{target}_{seed}"
-            config = RewardConfig(
-                backbone=backbone,
-                objective=objective,
-                n_quantiles=1 if objective == "iq-learn" else 10,
-                target=target,
-                max_epochs=args.epochs,
-                patience=args.patience,
-                seed=seed,
-                session_gap=args.session_gap,
-                device="cpu",
+    ceiling_target = next((c for c in ("true_reward", "rating") if c in truth.columns), None)
+    display = display_distribution(processed.train, processed.n_items)
+    splits = ("valid", "test")
+    runs = []
+    for seed in args.seeds:
+        config = base.model_copy(update={"seed": seed})
+        folder = args.work / f"{args.processed.parent.name}_{args.backbone}_{seed}"
+        began = time.perf_counter()
+        paths = train_reward(config, args.processed, folder, progress=False)
+        train_seconds = time.perf_counter() - began
+        summary = json.loads(paths["summary"].read_text())
+        rewards = compute_rewards(
+            load_qnetwork(folder), log, config, display, device, progress=False
+        )
+        scores = baselines.copy()
+        ceiling_history = None
+        if ceiling_target is not None and not args.no_ceiling:
+            predictions, ceiling_history = fit_supervised_ceiling(
+                config, log, truth[ceiling_target].to_numpy(), processed.n_items, device
             )
-            wall, cpu = time.time(), time.process_time()
-            train_reward(config, args.processed, run / "model", progress=False)
-            wall, cpu = time.time() - wall, time.process_time() - cpu
-            network = load_qnetwork(run / "model")
-            rewards = compute_rewards(
-                network,
-                log,
-                config,
-                display,
-                torch.device("cpu"),
-                progress=False,
-                splits=tuple(args.splits),
-            )
-            recovery = recovery_report(rewards, truth[signals], popularity)
-            history = json.loads((run / "model" / "train_summary.json").read_text())["history"]
-            row = {
-                "variant": variant,
-                "seed": seed,
-                "epochs": len(history),
-                "train_wall_s": round(wall),
-                "train_cpu_s": round(cpu),
-                "valid_action_nll": [round(h["valid_action_nll"], 4) for h in history],
-            }
-            for split in args.splits:
-                for key, value in recovery[split].items():
-                    row[f"{split}:{key}"] = round(float(value), 4)
-            print(json.dumps(row), flush=True)
-            with open(args.out / "results.jsonl", "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            scores[CEILING] = predictions
+        distill_histories = {}
+        if args.distill:
+            targets = distillation_targets(rewards, baselines, log, config.gamma)
+            for name, target in targets.items():
+                # Valid clicks end their view (no observed future): stop on 10% of
+                # the train users instead, never on test behaviour.
+                scores[name], distill_histories[name] = fit_state_regression(
+                    config, log, target, processed.n_items, device, holdout_users=0.1
+                )
+        recovery = recovery_report(rewards, truth[signals], scores)
+        run = {
+            "seed": seed,
+            "train_seconds": round(train_seconds, 1),
+            "epochs_run": summary["epochs"],
+            "best_epoch": summary["best_epoch"],
+            "criterion_tracking": criterion_tracking(summary["history"], config.monitor),
+            "history": summary["history"],
+            "ceiling_history": ceiling_history,
+            "distill_histories": distill_histories,
+            "recovery": {split: recovery[split] for split in splits},
+        }
+        runs.append(run)
+        test = recovery["test"]
+        shown = {
+            k: round(v, 3)
+            for k, v in test.items()
+            if k.startswith(("spearman", "auc_rating")) or k in CALIBRATION
+        }
+        print(
+            json.dumps(
+                {"seed": seed, "epochs": run["epochs_run"], "best": run["best_epoch"], **shown}
+            ),
+            flush=True,
+        )
+    result = {
+        "processed": str(args.processed),
+        "meta": json.loads((args.processed / "meta.json").read_text()),
+        "backbone": args.backbone,
+        "reward_config": base.model_dump(mode="json", exclude={"seed"}),
+        "overrides": overrides,
+        "proxy_session_gap": proxy_session_gap(base.session_gap),
+        "seeds": args.seeds,
+        "summary": summarise(runs, splits),
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -175,10 +175,11 @@ def train_reward_command(backbone: list[str] = BACKBONES, params: Path = PARAMS)
             paths = train_reward(run_config, p.paths.processed, out_dir)
             summary = json.loads(paths["summary"].read_text())
             seconds = json.loads(paths["timing"].read_text())["train_seconds"]
-            best = min(summary["history"], key=lambda record: record["valid_loss"])
+            monitor = summary["monitor"]
+            best = summary["history"][summary["best_epoch"] - 1]
             typer.echo(
                 f"reward {kind}/{out_dir.name}: best epoch {best['epoch']} of "
-                f"{summary['epochs']}, valid loss {best['valid_loss']:.4f}, {seconds:.0f} s"
+                f"{summary['epochs']} by {monitor} {best[monitor]:.4f}, {seconds:.0f} s"
             )
 
 

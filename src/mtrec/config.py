@@ -386,9 +386,13 @@ class RewardConfig(StrictModel):
     head_hidden: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    max_epochs: int = Field(4, ge=1)
-    # Stop after this many epochs without a better validation loss (keep the best epoch).
-    patience: int = Field(1, ge=1)
+    max_epochs: int = Field(60, ge=1)
+    # Stop after this many epochs without a better validation `monitor` (keep the best epoch).
+    patience: int = Field(8, ge=1)
+    # Epoch selection on the validation exposures: "action_nll" (held-out negative
+    # log-likelihood of the logged responses under softmax_a Q(s, a); exists on real
+    # data) or "loss" (the IQ-Learn objective, not a reward-quality criterion).
+    monitor: Literal["action_nll", "loss"] = "action_nll"
     # A training batch is `windows_per_batch` runs of `window` consecutive exposures
     # (plus one row for the last next state): one forward pass per run, no padding.
     window: int = Field(64, ge=1)
@@ -396,7 +400,8 @@ class RewardConfig(StrictModel):
     grad_clip: float = Field(5.0, gt=0.0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # Read-out: CVaR level q (mean of the lowest ceil(qN) reward quantiles).
+    # Read-out: CVaR level q (mean of the lowest q-mass of the N reward quantiles,
+    # the boundary quantile weighted by its fractional share).
     cvar_level: float = Field(0.3, gt=0.0, le=1.0)
     # Read-out: next displayed items drawn (from the train exposure distribution)
     # per exposure for the expected-next-value reward.

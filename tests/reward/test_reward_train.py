@@ -57,3 +57,40 @@ def test_states_of_very_different_widths_run_in_batches_with_the_same_result():
     network.train()
     quantiles_for_rows(network, mdp, rows, max_cells=4).sum().backward()
     assert all(p.grad is not None for p in network.head.parameters())
+
+
+def test_the_kept_epoch_is_the_best_held_out_action_likelihood(monkeypatch, toy_processed):
+    """Selection reads the validation log-likelihood of the logged responses under
+    the soft-Q policy, not the IQ-Learn objective: here the objective improves
+    every epoch while the likelihood is best at epoch 2, so epoch 2 is kept."""
+    from mtrec.config import RewardConfig
+    from mtrec.data.processed import load_processed
+    from mtrec.reward import train as train_module
+
+    processed = load_processed(toy_processed)
+    config = RewardConfig(
+        backbone=GRU4RecConfig(max_history=4, dim=8, hidden_dim=8, dropout=0.0),
+        n_quantiles=2,
+        max_epochs=4,
+        patience=4,
+        device="cpu",
+    )
+    assert config.monitor == "action_nll"
+    logs = train_module.prepare_logs(processed.train, processed.valid, 4)
+    snapshots = []
+    scripted = iter([(3.0, 0.69), (2.0, 0.60), (1.0, 0.65), (0.5, 0.68)])
+
+    def scripted_metrics(network, *args, **kwargs):
+        snapshots.append({k: v.clone() for k, v in network.state_dict().items()})
+        loss, action_nll = next(scripted)
+        return {"loss": loss, "td": 0.0, "value": 0.0, "action_nll": action_nll}
+
+    monkeypatch.setattr(train_module, "validation_metrics", scripted_metrics)
+    network, history = train_module.fit_qnetwork(
+        config, logs, processed.n_items, torch.device("cpu"), progress=False
+    )
+    assert len(history) == 4
+    assert train_module.best_epoch(history, "action_nll") == 2
+    assert train_module.best_epoch(history, "loss") == 4
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(tensor, snapshots[1][name]), name

@@ -33,8 +33,9 @@ def test_served_reward_is_the_pipelines_expected_next_read_out(tiny_models, tmp_
     assert got["quantiles"] == pytest.approx(sorted(expected.tolist()), abs=1e-5)
     assert got["mean"] == pytest.approx(expected.mean().item(), abs=1e-5)
     assert answer["cvar_level"] == 0.3  # the read-out's default, not a serving constant
-    lowest_two = sorted(expected.tolist())[:2]  # CVaR at 0.3 of N = 5: ceil(1.5) = 2 quantiles
-    assert got["cvar"] == pytest.approx(sum(lowest_two) / 2, abs=1e-5)
+    # CVaR at 0.3 of N = 5 atoms: the lowest weighs 0.2, the second its fractional 0.1.
+    lowest_two = sorted(expected.tolist())[:2]
+    assert got["cvar"] == pytest.approx((0.2 * lowest_two[0] + 0.1 * lowest_two[1]) / 0.3, abs=1e-5)
 
 
 def test_without_reward_model_mental_reward_is_refused(tiny_models):

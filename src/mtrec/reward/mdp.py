@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtrec.reward.inference import append_item
+
 SPLIT_ORDER = ("train", "valid", "test")
 
 
@@ -77,13 +79,7 @@ class ExposureMDP:
 
     def histories_after_positive(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h_t + [i_t] (last max_history of it): the history after responding 1 at these rows."""
-        positives, lengths = self.histories(rows)
-        full = lengths == self.max_history
-        # Full windows drop their oldest item; then i_t goes in the first free slot.
-        shifted = torch.where(full.unsqueeze(-1), positives.roll(-1, dims=-1), positives)
-        slot = torch.where(full, lengths - 1, lengths)
-        shifted = shifted.scatter(-1, slot.unsqueeze(-1), self.items[rows].unsqueeze(-1))
-        return shifted, slot + 1
+        return append_item(*self.histories(rows), self.items[rows])
 
     def state_keys(self, rows: torch.Tensor) -> torch.Tensor:
         """Rows with equal keys have the same h_t: the index one past their last
@@ -110,6 +106,31 @@ def concat_splits(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     log = pd.concat(parts, ignore_index=True)
     log = log.sort_values(["user_idx", "split_rank", "split_row"], kind="stable")
     return log.drop(columns="split_rank").reset_index(drop=True)
+
+
+def split_views(log: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The log each split's rows are read with: the split and every split before it.
+
+    A reward model trains on the train rows alone (a user's last train exposure is
+    terminal) and validates on valid rows whose states see the train history (the
+    last valid exposure terminal); read-outs must use the same MDPs, so a train
+    row's reward never sees V of the first validation exposure. Returns, per split
+    present in `log` (a `concat_splits` log), (name, rows of `log` in that view,
+    positions of the split's own rows within the view).
+    """
+    if "split" not in log.columns:
+        raise KeyError("the log needs a `split` column (see concat_splits)")
+    split = log["split"].to_numpy()
+    rank = pd.Series(split).map({name: k for k, name in enumerate(SPLIT_ORDER)}).to_numpy()
+    if pd.isna(rank).any():
+        raise ValueError(f"unknown split names: {sorted(set(split) - set(SPLIT_ORDER))}")
+    views = []
+    for k, name in enumerate(SPLIT_ORDER):
+        if not (rank == k).any():
+            continue
+        rows = np.flatnonzero(rank <= k)
+        views.append((name, rows, np.flatnonzero(split[rows] == name)))
+    return views
 
 
 def build_mdp(log: pd.DataFrame, max_history: int, session_gap: int | None = None) -> ExposureMDP:

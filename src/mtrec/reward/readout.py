@@ -1,20 +1,26 @@
 """Reward read-out (the paper's Algorithm 2, "patching D_E") and its summaries.
 
-For every exposure of train/valid/test, from the trained Q-network:
+For every exposure of train/valid/test, from the trained Q-network
+(METHOD.md section 2; the formulas live in `mtrec.reward.inference`):
 
-    r_k(s, a) = lambda_k(s, a) - gamma V(s')      quantiles of the mental reward
-    r(s, a)   = Q(s, a) - gamma V(s')             its mean   (V(s') = 0 if terminal)
-    CVaR_q    = mean of the lowest ceil(q N) quantiles r_k
+    r_k(s, a) = lambda_k(s, a) - gamma E_{i'}[V(h'_a, i')]   quantiles of the mental reward
+    r(s, a)   = Q(s, a) - gamma E_{i'}[V(h'_a, i')]          their mean
+    CVaR_q    = mean of the lowest q-mass of the r_k (boundary quantile fractional)
     advantage = Q(s, 1) - Q(s, 0)
-    expected  = Q(s, a) - gamma E_{i'}[V(h'_a, i')]   (terminal or not)
+    expected  = Q(s, a) - gamma E_{i'~display}[V(h'_a, i')]   (terminal or not)
 
-`expected` replaces the observed next state by the expected value over next
-displayed items i' (drawn from the train exposure distribution), with
-h'_1 = h + [i] and h'_0 = h: the observed next item is random, so V(s') is
-mostly noise (METHOD.md section 6). It is a function of (s, a) alone, so it
-neither peeks at what the user did next nor rewards leaving: with the observed
-read-out a user who leaves after a disappointment has V(s') = 0, which *raises*
-r(s, a) when values are positive (measured on the simulator).
+Each action has its own next state: h'_1 = h + [i], h'_0 = h. For the logged
+action a_t the next displayed item i' is the user's actual next item (the
+observed next state); for the other action it is unknown and drawn from the
+train log's display distribution. Terminal states have V = 0 for both actions.
+
+`expected` draws i' for both actions and ignores terminality: it is a
+function of (s, a) alone, what a service can compute before the user acts.
+
+Each split is read with the MDP the model saw for it (`mdp.split_views`):
+train rows with the train log alone (a user's last train exposure is
+terminal, as in training), valid rows with train + valid, test rows with
+the whole log.
 
 Satisfaction signals are read here only to *evaluate* the rewards (summary and
 plots), never to compute them.
@@ -23,8 +29,8 @@ plots), never to compute them.
 from __future__ import annotations
 
 import json
-import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +41,25 @@ from tqdm.auto import tqdm
 from mtrec.config import RewardConfig
 from mtrec.evaluation.metrics import auc, spearman
 from mtrec.reward.calibration import calibration_report
+from mtrec.reward.inference import (
+    cvar_of_quantiles,
+    expected_next_values,
+    next_state_values,
+    reward_distribution,
+)
 from mtrec.reward.losses import q_values, soft_value
-from mtrec.reward.mdp import ExposureMDP, build_mdp, concat_splits, display_distribution
+from mtrec.reward.mdp import (
+    ExposureMDP,
+    build_mdp,
+    concat_splits,
+    display_distribution,
+    split_views,
+)
+from mtrec.reward.proxies import behavioural_proxies, proxy_session_gap
 from mtrec.reward.qnetwork import RewardQNetwork, load_qnetwork
 from mtrec.reward.train import behaviour_only, resolve_device, transition_quantiles
+
+__all__ = ["cvar_of_quantiles", "compute_rewards", "read_out_rewards", "recovery_report"]
 
 KEY_COLUMNS = ["split", "split_row", "user_idx", "item_idx", "timestamp", "response"]
 # Columns of a second (-IRL) model's read-out carry this prefix in the same file.
@@ -47,46 +68,84 @@ IRL_PREFIX = "irl_"
 NORMALISED = ("mean", "cvar", "expected")
 
 
-def cvar_of_quantiles(quantiles: torch.Tensor, level: float) -> torch.Tensor:
-    """Lower-tail CVaR at `level`: mean of the lowest ceil(level N) of [..., N] -> [...]."""
-    if not 0.0 < level <= 1.0:
-        raise ValueError(f"CVaR level must be in (0, 1], got {level}")
-    count = max(1, math.ceil(level * quantiles.shape[-1] - 1e-9))
-    return torch.sort(quantiles, dim=-1).values[..., :count].mean(dim=-1)
-
-
 def reward_from_quantiles(
     quantiles: torch.Tensor,
     next_quantiles: torch.Tensor,
     terminal: torch.Tensor,
     gamma: float,
     cvar_level: float,
+    expected_next: torch.Tensor,
+    actions: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
-    """Per transition: reward quantiles [R, 2, N], mean [R, 2], CVaR [R, 2], advantage [R]."""
-    alive = (~terminal.bool()).to(quantiles.dtype)
-    next_value = soft_value(next_quantiles) * alive  # [R]
-    reward_quantiles = quantiles - gamma * next_value.view(-1, 1, 1)
-    q = q_values(quantiles)
-    return {
-        "quantiles": reward_quantiles,
-        "mean": reward_quantiles.mean(dim=-1),
-        "cvar": cvar_of_quantiles(reward_quantiles, cvar_level),
-        "advantage": q[:, 1] - q[:, 0],
-        "next_value": next_value,
-    }
+    """Per transition: reward quantiles [R, 2, N], mean [R, 2], CVaR [R, 2],
+    advantage [R], the observed next state's value [R] (0 if terminal) and what
+    each action's reward subtracts [R, 2].
+
+    quantiles lambda(s) [R, 2, N]; next_quantiles lambda(s'_obs) [R, 2, N] (the
+    logged next state); expected_next [R, 2] = E_{i'}[V(h'_a, i')]; actions a_t [R].
+    """
+    observed = soft_value(next_quantiles)
+    next_values = next_state_values(expected_next, observed, actions, terminal)
+    reward = reward_distribution(quantiles, next_values, gamma, cvar_level)
+    alive = (~terminal.bool()).to(observed.dtype)
+    return {**reward, "next_value": observed * alive, "next_values": next_values}
 
 
 @torch.no_grad()
-def expected_next_values(
-    network: RewardQNetwork, mdp: ExposureMDP, rows: torch.Tensor, next_items: torch.Tensor
-) -> torch.Tensor:
-    """E_{i'}[V(h'_a, i')] for a = 0, 1 at `rows` [R], averaged over next_items [R, M] -> [R, 2]."""
-    values = []
-    for positives, lengths in (mdp.histories(rows), mdp.histories_after_positive(rows)):
-        state_index = lengths.unsqueeze(1).expand_as(next_items)
-        quantiles = network(positives, next_items, state_index)  # [R, M, 2, N]
-        values.append(soft_value(quantiles.flatten(0, 1)).view_as(next_items).mean(dim=1))
-    return torch.stack(values, dim=1)
+def _read_view(
+    network: RewardQNetwork,
+    mdp: ExposureMDP,
+    rows: np.ndarray,
+    config: RewardConfig,
+    display: torch.Tensor,
+    device: torch.device,
+    generator: torch.Generator,
+    batch_rows: int,
+    progress: bool,
+    name: str,
+) -> dict[str, np.ndarray]:
+    """Reward columns for `rows` of one split's MDP view."""
+    parts: dict[str, list[np.ndarray]] = {}
+
+    def keep(column: str, values: torch.Tensor) -> None:
+        parts.setdefault(column, []).append(values.detach().cpu().numpy())
+
+    chunks = torch.split(torch.from_numpy(rows), batch_rows)
+    for chunk in tqdm(chunks, desc=f"reward read-out ({name})", disable=not progress):
+        chunk = chunk.to(device)
+        current, following = transition_quantiles(network, mdp, chunk)
+        terminal = mdp.is_terminal[chunk]
+        next_items = torch.multinomial(
+            display, len(chunk) * config.next_item_samples, replacement=True, generator=generator
+        ).view(len(chunk), -1)
+        positives, lengths = mdp.histories(chunk)
+        expected_next = expected_next_values(
+            network, positives, lengths, mdp.items[chunk], next_items.to(device)
+        )
+        reward = reward_from_quantiles(
+            current,
+            following,
+            terminal,
+            config.gamma,
+            config.cvar_level,
+            expected_next=expected_next,
+            actions=mdp.responses[chunk],
+        )
+        # Not masked at terminal rows: this read-out is a function of (s, a)
+        # alone and does not peek at whether the user went on.
+        expected = q_values(current) - config.gamma * expected_next
+        for action, label in ((1, "pos"), (0, "neg")):
+            keep(f"reward_{label}_mean", reward["mean"][:, action])
+            keep(f"reward_{label}_cvar", reward["cvar"][:, action])
+            keep(f"reward_{label}_expected", expected[:, action])
+            keep(f"q_{label}", q_values(current)[:, action])
+            keep(f"next_value_{label}", reward["next_values"][:, action])
+            for k in range(config.n_quantiles):
+                keep(f"reward_{label}_q{k + 1:02d}", reward["quantiles"][:, action, k])
+        keep("advantage", reward["advantage"])
+        keep("next_value", reward["next_value"])
+        keep("terminal", terminal)
+    return {column: np.concatenate(values) for column, values in parts.items()}
 
 
 @torch.no_grad()
@@ -100,48 +159,30 @@ def compute_rewards(
     progress: bool = True,
     splits: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    """Reward columns for every row of `log` (behaviour columns, sorted by user then
-    event), or only for the rows of `splits` (states still see the whole log)."""
+    """Reward columns for every row of `log` (a `concat_splits` log of behaviour
+    columns), or only for the rows of `splits`; each split is read with its own
+    MDP view (`split_views`). Rows come back in `log` order."""
     network.eval()
-    mdp = build_mdp(log, network.max_history, config.session_gap).to(device)
+    generator = torch.Generator().manual_seed(config.seed)
     selected = np.arange(len(log))
     if splits is not None:
         selected = np.flatnonzero(log["split"].isin(splits).to_numpy())
-    generator = torch.Generator().manual_seed(config.seed)
-    n = config.n_quantiles
-    parts: dict[str, list[np.ndarray]] = {}
-
-    def keep(name: str, values: torch.Tensor) -> None:
-        parts.setdefault(name, []).append(values.detach().cpu().numpy())
-
-    chunks = torch.split(torch.from_numpy(selected), batch_rows)
-    for chunk in tqdm(chunks, desc="reward read-out", disable=not progress):
-        rows = chunk.to(device)
-        current, following = transition_quantiles(network, mdp, rows)
-        terminal = mdp.is_terminal[rows]
-        reward = reward_from_quantiles(
-            current, following, terminal, config.gamma, config.cvar_level
+    columns: dict[str, np.ndarray] = {}
+    for name, view_rows, own in split_views(log):
+        if splits is not None and name not in splits:
+            continue
+        mdp = build_mdp(log.iloc[view_rows], network.max_history, config.session_gap).to(device)
+        values = _read_view(
+            network, mdp, own, config, display, device, generator, batch_rows, progress, name
         )
-        next_items = torch.multinomial(
-            display, len(rows) * config.next_item_samples, replacement=True, generator=generator
-        ).view(len(rows), -1)
-        expected_next = expected_next_values(network, mdp, rows, next_items.to(device))
-        # Not masked at terminal rows: this read-out is a function of (s, a)
-        # alone and does not peek at whether the user went on.
-        expected = q_values(current) - config.gamma * expected_next
-        for action, name in ((1, "pos"), (0, "neg")):
-            keep(f"reward_{name}_mean", reward["mean"][:, action])
-            keep(f"reward_{name}_cvar", reward["cvar"][:, action])
-            keep(f"reward_{name}_expected", expected[:, action])
-            keep(f"q_{name}", q_values(current)[:, action])
-            for k in range(n):
-                keep(f"reward_{name}_q{k + 1:02d}", reward["quantiles"][:, action, k])
-        keep("advantage", reward["advantage"])
-        keep("next_value", reward["next_value"])
-        keep("terminal", terminal)
+        target = view_rows[own]  # rows of `log`
+        for column, array in values.items():
+            if column not in columns:
+                columns[column] = np.zeros(len(log), dtype=array.dtype)
+            columns[column][target] = array
     out = log[KEY_COLUMNS].iloc[selected].reset_index(drop=True)
-    for name, values in parts.items():
-        out[name] = np.concatenate(values)
+    for column, array in columns.items():
+        out[column] = array[selected]
     return out
 
 
@@ -189,7 +230,7 @@ def with_cvar_columns(rewards: pd.DataFrame, level: float) -> pd.DataFrame:
                 f"the reward table has no quantile columns reward_{action}_qNN to take a CVaR "
                 "of (an -IRL-only read-out has one quantile; read out the QR-IQL model)"
             )
-        quantiles = torch.from_numpy(rewards[names].to_numpy(np.float64))
+        quantiles = torch.from_numpy(rewards[names].to_numpy(np.float64, copy=True))
         values[action] = cvar_of_quantiles(quantiles, level).numpy()
     train = (rewards["split"] == "train").to_numpy()
     mean, std = _train_statistics(values["pos"], values["neg"], train)
@@ -216,51 +257,107 @@ def readout_scores(rewards: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def recovery_report(
-    rewards: pd.DataFrame, truth: pd.DataFrame, popularity: np.ndarray
+    rewards: pd.DataFrame, truth: pd.DataFrame, baselines: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
     """Evaluation only: how well each read-out separates satisfying from unsatisfying
-    positive exposures, per split, beside item popularity (the bar to beat).
+    positive exposures, per split, beside the baselines every learned reward must
+    beat (`baselines`, row-aligned with `rewards`: `proxies.behavioural_proxies`).
 
     `truth` is row-aligned with `rewards` and may hold `satisfied`, `rating`, `true_reward`.
+    A score is compared on the rows where it is finite.
     """
     positive = (rewards["response"] == 1).to_numpy()
     scores = readout_scores(rewards)
-    scores["item_popularity"] = popularity[rewards["item_idx"].to_numpy()].astype(float)
+    for name in baselines.columns:
+        scores[name] = baselines[name].to_numpy(dtype=float)
     report: dict[str, dict[str, float]] = {}
     for split in ("train", "valid", "test"):
         in_split = positive & (rewards["split"] == split).to_numpy()
+        if not in_split.any():
+            continue
         entry: dict[str, float] = {}
         if "satisfied" in truth:
             known = in_split & truth["satisfied"].notna().to_numpy()
-            labels = truth["satisfied"].to_numpy()[known]
             entry["n_satisfied_known"] = int(known.sum())
             for name, score in scores.items():
-                entry[f"auc_satisfied__{name}"] = auc(labels, score[known])
+                rows = known & np.isfinite(score)
+                entry[f"auc_satisfied__{name}"] = auc(
+                    truth["satisfied"].to_numpy()[rows], score[rows]
+                )
         if "rating" in truth:
             rating = truth["rating"].to_numpy()
             extreme = in_split & ((rating >= 4) | (rating <= 2))
             entry["n_rating_4_vs_2"] = int(extreme.sum())
             for name, score in scores.items():
-                entry[f"auc_rating_4_vs_2__{name}"] = auc(rating[extreme] >= 4, score[extreme])
+                rows = extreme & np.isfinite(score)
+                entry[f"auc_rating_4_vs_2__{name}"] = auc(rating[rows] >= 4, score[rows])
         if "true_reward" in truth:
-            known = in_split & truth["true_reward"].notna().to_numpy()
+            true_reward = truth["true_reward"].to_numpy()
+            known = in_split & np.isfinite(true_reward)
             for name, score in scores.items():
-                entry[f"spearman_true_reward__{name}"] = spearman(
-                    score[known], truth["true_reward"].to_numpy()[known]
-                )
+                rows = known & np.isfinite(score)
+                entry[f"spearman_true_reward__{name}"] = spearman(score[rows], true_reward[rows])
             # Learned quantiles of r(s,1) on the true scale (affine map fitted on
             # train positives): coverage of their central intervals on this split.
             quantile_columns = sorted(c for c in rewards if re.fullmatch(r"reward_pos_q\d+", c))
             if len(quantile_columns) > 1:
                 calibration = calibration_report(
                     rewards[quantile_columns].to_numpy(),
-                    truth["true_reward"].to_numpy(),
+                    true_reward,
                     positive & (rewards["split"] == "train").to_numpy(),
                     in_split,
                 )
                 for key, value in calibration.items():
                     entry[f"calibration__{key}"] = value
         report[split] = entry
+    return report
+
+
+# Read-outs whose agreement with a ground truth each training epoch records.
+TRACKED_READOUTS = (
+    "reward_pos_mean",
+    "reward_pos_minus_neg",
+    "reward_pos_cvar",
+    "reward_pos_expected",
+    "advantage",
+)
+
+
+def validation_truth_report(
+    processed, config: RewardConfig, device: torch.device
+) -> Callable[[RewardQNetwork], dict[str, float]] | None:
+    """Evaluation only: a per-epoch report of how the read-out of the validation
+    positives (read with the train + valid MDP, as validated) tracks the ground
+    truth, or None when the validation split has none. Keys
+    `truth_valid_spearman__<read-out>` (true reward) and
+    `truth_valid_auc_rating_4_vs_2__<read-out>` (ratings). The training loop
+    records them and never selects by them."""
+    valid = processed.valid
+    signals = [c for c in ("rating", "true_reward") if c in valid and valid[c].notna().any()]
+    if not signals:
+        return None
+    frames = {"train": processed.train, "valid": valid}
+    log = concat_splits({name: behaviour_only(frame) for name, frame in frames.items()})
+    truth = concat_splits(frames)
+    truth = truth.loc[truth["split"] == "valid", signals].reset_index(drop=True)
+    display = display_distribution(processed.train, processed.n_items)
+    prefixes = {
+        "spearman_true_reward__": "spearman__",
+        "auc_rating_4_vs_2__": "auc_rating_4_vs_2__",
+    }
+
+    def report(network: RewardQNetwork) -> dict[str, float]:
+        rewards = compute_rewards(
+            network, log, config, display, device, progress=False, splits=("valid",)
+        )
+        entry = recovery_report(rewards, truth, pd.DataFrame(index=rewards.index))["valid"]
+        return {
+            f"truth_valid_{short}{name}": float(entry[f"{prefix}{name}"])
+            for prefix, short in prefixes.items()
+            for name in TRACKED_READOUTS
+            if f"{prefix}{name}" in entry
+        }
+
     return report
 
 
@@ -362,11 +459,12 @@ def read_out_rewards(
     rewards_path.parent.mkdir(parents=True, exist_ok=True)
     rewards.to_parquet(rewards_path, index=False)
 
-    popularity = np.zeros(processed.n_items + 1)
-    items = processed.items
-    popularity[items["item_idx"].to_numpy()] = items["train_positives"].to_numpy()
+    watch_ratio = truth["watch_ratio"].to_numpy() if "watch_ratio" in truth else None
+    baselines = behavioural_proxies(
+        log, processed.n_items, proxy_session_gap(config.session_gap), watch_ratio
+    )
     signals = [c for c in ("satisfied", "rating", "true_reward") if c in truth.columns]
-    recovery = recovery_report(rewards, truth[signals], popularity)
+    recovery = recovery_report(rewards, truth[signals], baselines)
     summary = {
         "rows": int(len(rewards)),
         "normalisation": normalisation,
@@ -381,6 +479,11 @@ def read_out_rewards(
                 )
             }
             for split, group in rewards.groupby("split")
+        },
+        # Baselines beside every read-out in `recovery` (mtrec.reward.proxies).
+        "proxies": {
+            "columns": list(baselines.columns),
+            "session_gap": proxy_session_gap(config.session_gap),
         },
         "recovery": recovery,
     }

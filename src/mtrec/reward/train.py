@@ -1,8 +1,16 @@
 """Stage `train_reward`: fit the QR-IQL Q-network on the train exposures.
 
-Early stopping uses the objective on the validation exposures (their states
-see the train history; no satisfaction signal is read). The best epoch's
-weights are saved with the config that rebuilds them.
+Each epoch is scored on the validation exposures (their states see the train
+history). The kept epoch is the one with the best `config.monitor`: by default
+the held-out negative log-likelihood of the users' logged responses under the
+soft-Q policy pi(a|s) = softmax_a Q(s, a), a criterion that exists on real
+data (the IQ-Learn objective itself is not a reward-quality criterion). The
+best epoch's weights are saved with the config that rebuilds them.
+
+Where the validation split carries a ground truth (the simulator's
+`true_reward`, ratings), each epoch also records how the read-out of the
+validation positives tracks it (`truth_valid_*` columns of history.csv):
+reporting only, never read by the selection.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,14 +221,28 @@ def _seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# Validation metric each `RewardConfig.monitor` selects by (lower is better).
+MONITORED = {"action_nll": "valid_action_nll", "loss": "valid_loss"}
+
+
+def best_epoch(history: list[dict], monitor: str) -> int:
+    """The epoch the selection keeps: lowest `MONITORED[monitor]`, earliest on ties."""
+    column = MONITORED[monitor]
+    return min(history, key=lambda record: (record[column], record["epoch"]))["epoch"]
+
+
 def fit_qnetwork(
     config: RewardConfig,
     logs: RewardLogs,
     n_items: int,
     device: torch.device,
     progress: bool = True,
+    epoch_report: Callable[[RewardQNetwork], dict[str, float]] | None = None,
 ) -> tuple[RewardQNetwork, list[dict]]:
-    """Train; keep the epoch with the lowest validation objective. Returns (network, history)."""
+    """Train; keep the epoch with the best validation `config.monitor`; stop after
+    `config.patience` epochs without improvement. `epoch_report(network)` adds
+    evaluation-only columns to each epoch's record (never used to choose).
+    Returns (network, history)."""
     generator = _seed_everything(config.seed)
     network = RewardQNetwork(config.backbone, n_items, config.n_quantiles, config.head_hidden)
     network.to(device)
@@ -237,7 +260,8 @@ def fit_qnetwork(
     starts = window_starts(train_mdp.n_rows, config.window)
     offsets = torch.arange(config.window)
     history: list[dict] = []
-    best_loss, best_state, stale = math.inf, None, 0
+    monitored = MONITORED[config.monitor]
+    best_score, best_state, stale = math.inf, None, 0
     for epoch in range(1, config.max_epochs + 1):
         network.train()
         began, began_cpu = time.perf_counter(), time.process_time()
@@ -263,9 +287,11 @@ def fit_qnetwork(
             "seconds": time.perf_counter() - began,
             "cpu_seconds": time.process_time() - began_cpu,
         }
+        if epoch_report is not None:
+            record.update(epoch_report(network))
         history.append(record)
-        if metrics["loss"] < best_loss - 1e-6:
-            best_loss, stale = metrics["loss"], 0
+        if record[monitored] < best_score - 1e-6:
+            best_score, stale = record[monitored], 0
             best_state = copy.deepcopy(network.state_dict())
         else:
             stale += 1
@@ -317,8 +343,13 @@ def train_reward(
     logs = prepare_logs(
         processed.train, processed.valid, config.backbone.max_history, config.session_gap
     )
+    from mtrec.reward.readout import validation_truth_report
+
+    epoch_report = validation_truth_report(processed, config, device)
     began = time.perf_counter()
-    network, history = fit_qnetwork(config, logs, processed.n_items, device, progress=progress)
+    network, history = fit_qnetwork(
+        config, logs, processed.n_items, device, progress=progress, epoch_report=epoch_report
+    )
     seconds = time.perf_counter() - began
     out_dir = Path(out_dir)
     save_qnetwork(
@@ -326,7 +357,8 @@ def train_reward(
         out_dir,
         extra={
             "reward": config.model_dump(mode="json"),
-            "best_epoch": min(history, key=lambda r: r["valid_loss"])["epoch"],
+            "best_epoch": best_epoch(history, config.monitor),
+            "monitor": MONITORED[config.monitor],
         },
     )
     save_next_item_distribution(out_dir, display_distribution(processed.train, processed.n_items))
@@ -334,7 +366,16 @@ def train_reward(
     curves = [{k: v for k, v in record.items() if k not in timing_keys} for record in history]
     pd.DataFrame(curves).to_csv(out_dir / "history.csv", index=False)
     (out_dir / "train_summary.json").write_text(
-        json.dumps({"epochs": len(history), "history": curves}, indent=2) + "\n"
+        json.dumps(
+            {
+                "epochs": len(history),
+                "monitor": MONITORED[config.monitor],
+                "best_epoch": best_epoch(history, config.monitor),
+                "history": curves,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     epochs = [{"epoch": r["epoch"], **{k: r[k] for k in timing_keys}} for r in history]
     (out_dir / "timing.json").write_text(

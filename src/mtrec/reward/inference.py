@@ -1,0 +1,125 @@
+"""The mental reward read-out as pure inference (METHOD.md section 2).
+
+No training code and no log handling: tensors in, tensors out, so the
+pipeline's read-out (`mtrec.reward.readout`) and a service can share it.
+
+For a state s = (h, i) and action a, s'_a is the state that follows a:
+h'_1 = h + [i] (the click enters the history), h'_0 = h. The next displayed
+item i' is the user's actual next item for the logged action a = a_t and is
+unknown for the other action, so its value is an expectation over i' drawn
+from the log's display distribution:
+
+    r_k(s, a) = lambda_k(s, a) - gamma E_{i'}[V(h'_a, i')]    (V = 0 at terminal states)
+    r(s, a)   = Q(s, a)       - gamma E_{i'}[V(h'_a, i')]
+    CVaR_q    = mean of the lowest q-mass of the N equally weighted r_k,
+                the boundary quantile weighted by its fractional share
+
+Shapes: R rows, L history slots (oldest first, right-padded with 0),
+M next-item samples, N quantiles.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mtrec.reward.losses import q_values, soft_value
+
+
+def cvar_of_quantiles(quantiles: torch.Tensor, level: float) -> torch.Tensor:
+    """Lower-tail CVaR at `level` of N equally weighted atoms [..., N] -> [...].
+
+    The lowest floor(level N) atoms count in full and the next one by the
+    remaining share, all divided by `level`: N = 5, level 0.3 weighs the lowest
+    atom 0.2 and the second 0.1 (not 40% of the mass, as averaging ceil(level N)
+    atoms would). level = 1 is the mean.
+    """
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"CVaR level must be in (0, 1], got {level}")
+    n = quantiles.shape[-1]
+    lower_edges = torch.arange(n, dtype=quantiles.dtype, device=quantiles.device) / n
+    mass = (level - lower_edges).clamp(min=0.0, max=1.0 / n)  # [N]: each atom's share below level
+    ordered = torch.sort(quantiles, dim=-1).values
+    return (ordered * mass).sum(dim=-1) / mass.sum()
+
+
+def append_item(
+    positives: torch.Tensor, lengths: torch.Tensor, items: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """h + [i], keeping the last L: positives [..., L], lengths [...], items [...]
+    -> (positives [..., L], lengths [...]). A full window drops its oldest item."""
+    max_history = positives.shape[-1]
+    full = lengths >= max_history
+    shifted = torch.where(full.unsqueeze(-1), positives.roll(-1, dims=-1), positives)
+    slot = torch.where(full, torch.full_like(lengths, max_history - 1), lengths)
+    shifted = shifted.scatter(-1, slot.unsqueeze(-1), items.unsqueeze(-1))
+    return shifted, slot + 1
+
+
+@torch.no_grad()
+def mean_soft_value(
+    network: torch.nn.Module,
+    positives: torch.Tensor,
+    lengths: torch.Tensor,
+    next_items: torch.Tensor,
+) -> torch.Tensor:
+    """E_{i'}[V(h, i')] over the sampled i': positives [R, L], lengths [R],
+    next_items [R, M] -> [R]. `network(positives, items, state_index)` returns
+    quantiles [R, M, 2, N] (a `RewardQNetwork`)."""
+    state_index = lengths.unsqueeze(1).expand_as(next_items)
+    quantiles = network(positives, next_items, state_index)  # [R, M, 2, N]
+    return soft_value(quantiles.flatten(0, 1)).view_as(next_items).mean(dim=1)
+
+
+@torch.no_grad()
+def expected_next_values(
+    network: torch.nn.Module,
+    positives: torch.Tensor,
+    lengths: torch.Tensor,
+    items: torch.Tensor,
+    next_items: torch.Tensor,
+) -> torch.Tensor:
+    """E_{i'}[V(h'_a, i')] for a = 0, 1 (h'_0 = h, h'_1 = h + [i]); no terminal mask.
+
+    positives [R, L], lengths [R], items [R] (the item i of each state),
+    next_items [R, M] -> [R, 2].
+    """
+    after_click = append_item(positives, lengths, items)
+    return torch.stack(
+        [
+            mean_soft_value(network, positives, lengths, next_items),
+            mean_soft_value(network, *after_click, next_items),
+        ],
+        dim=1,
+    )
+
+
+def next_state_values(
+    expected_next: torch.Tensor,
+    observed_next_value: torch.Tensor,
+    actions: torch.Tensor,
+    terminal: torch.Tensor,
+) -> torch.Tensor:
+    """The value each action's reward subtracts, [R, 2]: the observed next state's
+    V for the logged action, E_{i'}[V(h'_a, i')] for the other, 0 at terminal rows.
+
+    expected_next [R, 2], observed_next_value [R] (V(s'_{a_t}); anything at
+    terminal rows), actions [R] (a_t), terminal [R] bool."""
+    logged = torch.nn.functional.one_hot(actions.long(), 2).bool()  # [R, 2]
+    values = torch.where(logged, observed_next_value.unsqueeze(1), expected_next)
+    return values * (~terminal.bool()).unsqueeze(1).to(values.dtype)
+
+
+def reward_distribution(
+    quantiles: torch.Tensor, next_values: torch.Tensor, gamma: float, cvar_level: float
+) -> dict[str, torch.Tensor]:
+    """quantiles lambda(s) [R, 2, N], next_values [R, 2] (what each action's
+    reward subtracts) -> reward quantiles [R, 2, N], mean [R, 2], CVaR [R, 2]
+    and the advantage Q(s, 1) - Q(s, 0) [R]."""
+    reward_quantiles = quantiles - gamma * next_values.unsqueeze(-1)
+    q = q_values(quantiles)
+    return {
+        "quantiles": reward_quantiles,
+        "mean": reward_quantiles.mean(dim=-1),
+        "cvar": cvar_of_quantiles(reward_quantiles, cvar_level),
+        "advantage": q[:, 1] - q[:, 0],
+    }
