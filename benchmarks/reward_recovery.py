@@ -41,7 +41,7 @@ from mtrec.data.processed import load_processed
 from mtrec.evaluation.metrics import spearman
 from mtrec.reward.ceiling import fit_supervised_ceiling
 from mtrec.reward.distill import fit_state_regression
-from mtrec.reward.mdp import concat_splits, display_distribution
+from mtrec.reward.mdp import concat_splits, display_distribution, split_views
 from mtrec.reward.proxies import behavioural_proxies, proxy_session_gap
 from mtrec.reward.qnetwork import load_qnetwork
 from mtrec.reward.readout import compute_rewards, recovery_report
@@ -95,12 +95,18 @@ def summarise(runs: list[dict], splits: tuple[str, ...]) -> dict:
 def distillation_targets(rewards, baselines, log, gamma: float) -> dict[str, np.ndarray]:
     """Behavioural targets of clicks for the distilled read-outs (NaN elsewhere).
 
-    A row whose view ends at it only because the split ends there (the user's last
-    train row, say) has no observed future: NaN too."""
+    A row that ends its user's view only because the split ends there (the
+    user's last train row, say) has no observed future: NaN too. Rows that are
+    terminal because the user left (the last exposure, a session gap) keep
+    their target: that is the outcome."""
     users = log["user_idx"].to_numpy()
-    last_in_log = np.r_[users[1:] != users[:-1], True]
-    observed_future = ~(rewards["terminal"].to_numpy(bool) & ~last_in_log)
-    keep = (rewards["response"].to_numpy() == 1) & observed_future
+    cut = np.zeros(len(log), dtype=bool)
+    for _, view_rows, own in split_views(log):
+        view_users = users[view_rows]
+        last_in_view = np.r_[view_users[1:] != view_users[:-1], True]
+        cut[view_rows[own]] = last_in_view[own]
+    cut &= ~np.r_[users[1:] != users[:-1], True]  # the user's last row of the log is real
+    keep = (rewards["response"].to_numpy() == 1) & ~cut
 
     def only(values):
         return np.where(keep, np.asarray(values, dtype=float), np.nan)
@@ -148,6 +154,9 @@ def main() -> None:
         action="store_true",
         help="also fit (h, i) models to behavioural targets of train clicks (distilled read-outs)",
     )
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse models already trained under --work"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -183,10 +192,17 @@ def main() -> None:
     for seed in args.seeds:
         config = base.model_copy(update={"seed": seed})
         folder = args.work / f"{args.processed.parent.name}_{args.backbone}_{seed}"
-        began = time.perf_counter()
-        paths = train_reward(config, args.processed, folder, progress=False)
-        train_seconds = time.perf_counter() - began
-        summary = json.loads(paths["summary"].read_text())
+        summary_path = folder / "train_summary.json"
+        if args.reuse and summary_path.exists():  # trained by an earlier run with this config
+            saved = json.loads((folder / "config.json").read_text())["metadata"]["reward"]
+            if RewardConfig.model_validate(saved) != config:
+                raise SystemExit(f"{folder} was trained with another config: drop --reuse")
+            train_seconds = json.loads(summary_path.read_text())["train_seconds"]
+        else:
+            began = time.perf_counter()
+            train_reward(config, args.processed, folder, progress=False)
+            train_seconds = time.perf_counter() - began
+        summary = json.loads(summary_path.read_text())
         rewards = compute_rewards(
             load_qnetwork(folder), log, config, display, device, progress=False
         )

@@ -1,0 +1,55 @@
+"""The reward-recovery benchmark's own logic (benchmarks/reward_recovery.py)."""
+
+import importlib
+
+import helpers  # noqa: F401  (puts benchmarks/ on sys.path)
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtrec.reward.mdp import concat_splits
+
+
+@pytest.fixture(scope="module")
+def recovery():
+    return importlib.import_module("reward_recovery")  # on sys.path via helpers
+
+
+def test_distillation_targets_drop_only_futures_the_split_cut_off(recovery):
+    """User 1 clicks at its last train row (its future lies in valid: cut off, no
+    target) and leaves after its last click (terminal for real: target kept);
+    user 2 leaves a session (terminal by the session gap: target kept)."""
+
+    def frame(users, items, clicks):
+        return pd.DataFrame(
+            {
+                "user_idx": users,
+                "item_idx": items,
+                "timestamp": range(len(users)),
+                "response": clicks,
+            }
+        )
+
+    log = concat_splits(
+        {
+            "train": frame([1, 1, 2, 2], [1, 2, 3, 5], [1, 1, 1, 0]),
+            "valid": frame([1], [4], [1]),
+        }
+    )
+    # Log order: user 1 train (1, 2), user 1 valid (4), user 2 train (3, then 5 a day later).
+    rewards = log.assign(
+        next_value=[2.0, 0.0, 0.0, 0.0, 0.0],
+        q_pos=[1.0, 1.0, 1.0, 1.0, 1.0],
+        terminal=[False, True, True, True, True],
+    )
+    baselines = pd.DataFrame({"continuation": [1.0, 0.0, 0.0, 0.0, 0.0]})
+    targets = recovery.distillation_targets(rewards, baselines, log, gamma=0.5)
+    next_value = targets["distilled_next_value"]
+    assert next_value[0] == 2.0
+    assert np.isnan(next_value[1])  # user 1's last train row: the split cut its future
+    assert next_value[2] == 0.0  # user 1's last row of the log: the user left
+    assert next_value[3] == 0.0  # user 2 left the session: its outcome, kept
+    assert np.isnan(next_value[4])  # not a click
+    np.testing.assert_allclose(
+        targets["distilled_q_plus_next_value"], [2.0, np.nan, 1.0, 1.0, np.nan]
+    )
