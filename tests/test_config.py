@@ -196,6 +196,17 @@ def test_guidance_names_and_options_are_checked_at_load(tmp_path, recommender, n
         assert "did you mean 'mtrec'?" in str(error.value)
 
 
+def test_the_irl_guidance_without_its_reward_model_fails_at_load(tmp_path):
+    # train_reward trains the -IRL ablation only with reward.irl_ablation; without it
+    # the `irl` candidates would fail after the reward stage, not at load.
+    matrix = {"guidances": ["none", "irl"]}
+    path = _write(tmp_path, {"recommender": matrix, "reward": {"irl_ablation": False}})
+    with pytest.raises(ParamsError, match=r"reward\.irl_ablation: the `irl` guidance"):
+        load_params(path)
+    path = _write(tmp_path, {"recommender": matrix, "reward": {"irl_ablation": True}})
+    assert load_params(path).reward.irl_ablation
+
+
 def test_options_are_parsed_into_the_guidances_options_model():
     config = RecommenderConfig(guidance_options={"adt-tce": {"max_drop_rate": 0.1}})
     parsed = config.parsed_options_for("gru4rec", "adt-tce")

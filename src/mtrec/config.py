@@ -364,7 +364,7 @@ class RewardConfig(StrictModel):
     objective: Literal["qr-iql", "iq-learn"] = "qr-iql"
     # `mtrec train-reward` also trains the -IRL ablation (same keys, N = 1, chi^2)
     # whose rewards the `irl` guidance reads (columns prefixed `irl_`).
-    irl_ablation: bool = True
+    irl_ablation: bool = False
     # Quantile locations per action (N); tau_k = (2k - 1) / 2N.
     n_quantiles: int = Field(10, ge=1)
     # A pause longer than this (timestamp units) after an exposure makes it terminal
@@ -598,6 +598,17 @@ class Params(StrictModel):
     evaluate: EvaluateConfig = EvaluateConfig()
     reward: RewardConfig = RewardConfig()
     online: OnlineConfig = OnlineConfig()
+
+    @model_validator(mode="after")
+    def _check_irl_ablation(self) -> Params:
+        # The `irl` guidance reads the -IRL ablation's reward, which train_reward only
+        # trains with reward.irl_ablation: fail at load, not after an hour of training.
+        if "irl" in self.recommender.guidances and not self.reward.irl_ablation:
+            raise ValueError(
+                "reward.irl_ablation: the `irl` guidance of recommender.guidances reads the "
+                "-IRL ablation's reward; set reward.irl_ablation: true (or drop `irl`)"
+            )
+        return self
 
 
 class ParamsError(ValueError):
