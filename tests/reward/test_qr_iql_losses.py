@@ -12,14 +12,11 @@ import math
 import pytest
 import torch
 
+from mtrec.reward.inference import non_crossing, q_values, quantile_midpoints, soft_value
 from mtrec.reward.losses import (
     iq_learn_chi2_loss,
-    non_crossing,
-    q_values,
     qr_iql_loss,
     quantile_huber,
-    quantile_midpoints,
-    soft_value,
     soft_value_per_quantile,
 )
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtrec.config import GRU4RecConfig, RewardConfig
-from mtrec.reward.losses import q_values, soft_value
+from mtrec.reward.inference import q_values, soft_value
 from mtrec.reward.mdp import concat_splits
 from mtrec.reward.qnetwork import RewardQNetwork
 from mtrec.reward.readout import add_normalised, compute_rewards

@@ -126,7 +126,7 @@ def readout(env):
 def test_expected_next_readout(readout):
     """r(s, a) = Q(s, a) - gamma * mean over the page bank of V(u, t + 1, c(a), w');
     nothing follows leaving."""
-    from mtrec.reward.losses import q_values, soft_value
+    from mtrec.reward.inference import q_values, soft_value
     from mtrec.rl.mental_reward import N_CLICK_VALUES, state_features, user_action
 
     rng = np.random.default_rng(1)

@@ -13,7 +13,7 @@ def test_served_reward_is_the_pipelines_expected_next_read_out(tiny_models, tmp_
     display distribution and the saved gamma / CVaR level (mtrec.reward.readout)."""
     import shutil
 
-    from mtrec.reward.losses import soft_value
+    from mtrec.reward.inference import soft_value
     from mtrec.reward.qnetwork import load_qnetwork, save_next_item_distribution
 
     reward_dir = tmp_path / "reward"

@@ -52,6 +52,22 @@ def test_mental_reward_matches_the_model_called_directly(served, in_process):
         assert mine["cvar"] <= mine["mean"] + 1e-6
 
 
+def test_both_endpoints_serve_the_same_read_out(served):
+    """/recommend's expected_mental_reward for an item is /mental_reward's mean for it
+    after the same history: one read-out (`mtrec.reward.inference.expected_reward`)
+    behind both endpoints and their micro-batches."""
+    history = ["m2", "m9", "m4"]
+    ranked = httpx.post(f"{served}/recommend", json={"history": history, "k": 6}, timeout=30)
+    assert ranked.status_code == 200, ranked.text
+    items = ranked.json()["items"]
+    body = {"history": history, "items": [item["item_id"] for item in items]}
+    rewards = httpx.post(f"{served}/mental_reward", json=body, timeout=30)
+    assert rewards.status_code == 200, rewards.text
+    for ranked_item, reward in zip(items, rewards.json()["items"], strict=True):
+        assert ranked_item["item_id"] == reward["item_id"]
+        assert ranked_item["expected_mental_reward"] == pytest.approx(reward["mean"], abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [

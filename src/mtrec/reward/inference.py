@@ -1,7 +1,10 @@
 """The mental reward read-out as pure inference (METHOD.md section 2).
 
-No training code and no log handling: tensors in, tensors out, so the
-pipeline's read-out (`mtrec.reward.readout`) and a service can share it.
+No training code and no log handling: tensors in, tensors out. The
+pipeline's read-out (`mtrec.reward.readout`) and the service
+(`mtrec.serving.runtime`) both compute rewards with `expected_reward`, the
+losses (`mtrec.reward.losses`) and the Q-network's head
+(`mtrec.reward.qnetwork`) use its quantile arithmetic.
 
 For a state s = (h, i) and action a, s'_a is the state that follows a:
 h'_1 = h + [i] (the click enters the history), h'_0 = h. The next displayed
@@ -20,9 +23,46 @@ M next-item samples, N quantiles.
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
 
-from mtrec.reward.losses import q_values, soft_value
+import torch
+import torch.nn.functional as F
+
+# The actions of the user-centric MDP: 0 = skip, 1 = click.
+ACTIONS = (0, 1)
+
+
+# --- quantile arithmetic -------------------------------------------------------
+
+
+def non_crossing(raw: torch.Tensor) -> torch.Tensor:
+    """Monotone quantile locations from raw head outputs [..., N].
+
+    The first location is free; each next one adds a softplus increment, so
+    lambda_1 <= lambda_2 <= ... <= lambda_N by construction.
+    """
+    first = raw[..., :1]
+    increments = F.softplus(raw[..., 1:])
+    return torch.cat([first, first + torch.cumsum(increments, dim=-1)], dim=-1)
+
+
+def quantile_midpoints(n_quantiles: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """tau_k = (2k - 1) / 2N for k = 1..N."""
+    k = torch.arange(1, n_quantiles + 1, dtype=torch.float32, device=device)
+    return (2 * k - 1) / (2 * n_quantiles)
+
+
+def q_values(quantiles: torch.Tensor) -> torch.Tensor:
+    """Q(s, a) = mean_k lambda_k(s, a): [B, A, N] -> [B, A]."""
+    return quantiles.mean(dim=-1)
+
+
+def soft_value(quantiles: torch.Tensor) -> torch.Tensor:
+    """V(s) = logsumexp_a Q(s, a): [B, A, N] -> [B]."""
+    return torch.logsumexp(q_values(quantiles), dim=-1)
+
+
+# --- the read-out ----------------------------------------------------------------
 
 
 def cvar_of_quantiles(quantiles: torch.Tensor, level: float) -> torch.Tensor:
@@ -70,6 +110,15 @@ def mean_soft_value(
     return soft_value(quantiles.flatten(0, 1)).view_as(next_items).mean(dim=1)
 
 
+def sample_next_items(
+    distribution: torch.Tensor, rows: int, samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """`samples` next displayed items i' for each of `rows` states, drawn with
+    replacement from `distribution` [n_items + 1] (index 0 = 0): [rows, samples]."""
+    draw = torch.multinomial(distribution, rows * samples, replacement=True, generator=generator)
+    return draw.view(rows, samples)
+
+
 @torch.no_grad()
 def expected_next_values(
     network: torch.nn.Module,
@@ -77,20 +126,56 @@ def expected_next_values(
     lengths: torch.Tensor,
     items: torch.Tensor,
     next_items: torch.Tensor,
+    actions: Sequence[int] = ACTIONS,
 ) -> torch.Tensor:
-    """E_{i'}[V(h'_a, i')] for a = 0, 1 (h'_0 = h, h'_1 = h + [i]); no terminal mask.
+    """E_{i'}[V(h'_a, i')] for each a of `actions` (h'_0 = h, h'_1 = h + [i]); no
+    terminal mask.
 
     positives [R, L], lengths [R], items [R] (the item i of each state),
-    next_items [R, M] -> [R, 2].
+    next_items [R, M] -> [R, len(actions)].
     """
-    after_click = append_item(positives, lengths, items)
+    next_history = {0: (positives, lengths)}
+    if 1 in actions:
+        next_history[1] = append_item(positives, lengths, items)
     return torch.stack(
-        [
-            mean_soft_value(network, positives, lengths, next_items),
-            mean_soft_value(network, *after_click, next_items),
-        ],
-        dim=1,
+        [mean_soft_value(network, *next_history[a], next_items) for a in actions], dim=1
     )
+
+
+@torch.no_grad()
+def expected_reward(
+    network: torch.nn.Module,
+    positives: torch.Tensor,
+    lengths: torch.Tensor,
+    items: torch.Tensor,
+    next_items: torch.Tensor,
+    gamma: float,
+    cvar_level: float,
+    quantiles: torch.Tensor | None = None,
+    actions: Sequence[int] = ACTIONS,
+) -> dict[str, torch.Tensor]:
+    """The read-out a service can compute before the user acts, a function of
+    (s, a) alone: r_k(s, a) = lambda_k(s, a) - gamma E_{i'}[V(h'_a, i')] with i'
+    from `next_items`, whatever happens next (no terminal mask).
+
+    positives [R, L] (L: the Q-network's `max_history`, or any width above the
+    longest history: h + [i] keeps the last L), lengths [R], items [R],
+    next_items [R, M]; `quantiles` lambda(s) [R, 2, N] when the caller already
+    has them (else one forward pass here). Returns, for the A = len(actions)
+    actions: quantiles [R, A, N], mean [R, A], cvar [R, A] and next_values [R, A]
+    (the E_{i'}[V(h'_a, i')] subtracted).
+    """
+    if quantiles is None:
+        state_index = lengths.unsqueeze(1)
+        quantiles = network(positives, items.unsqueeze(1), state_index)[:, 0]  # [R, 2, N]
+    next_values = expected_next_values(network, positives, lengths, items, next_items, actions)
+    reward_quantiles = quantiles[:, list(actions)] - gamma * next_values.unsqueeze(-1)
+    return {
+        "quantiles": reward_quantiles,
+        "mean": reward_quantiles.mean(dim=-1),
+        "cvar": cvar_of_quantiles(reward_quantiles, cvar_level),
+        "next_values": next_values,
+    }
 
 
 def next_state_values(

@@ -2,6 +2,8 @@
 
 Shapes: B transitions, A = 2 actions, N quantiles. `quantiles` are the
 non-crossing locations lambda(s) [B, A, N]; `next_quantiles` the same for s'.
+The quantile arithmetic they share with the read-out (Q, V, the midpoints tau_k)
+lives in `mtrec.reward.inference`.
 """
 
 from __future__ import annotations
@@ -9,34 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-
-def non_crossing(raw: torch.Tensor) -> torch.Tensor:
-    """Monotone quantile locations from raw head outputs [..., N].
-
-    The first location is free; each next one adds a softplus increment, so
-    lambda_1 <= lambda_2 <= ... <= lambda_N by construction.
-    """
-    first = raw[..., :1]
-    increments = F.softplus(raw[..., 1:])
-    return torch.cat([first, first + torch.cumsum(increments, dim=-1)], dim=-1)
-
-
-def quantile_midpoints(n_quantiles: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """tau_k = (2k - 1) / 2N for k = 1..N."""
-    k = torch.arange(1, n_quantiles + 1, dtype=torch.float32, device=device)
-    return (2 * k - 1) / (2 * n_quantiles)
-
-
-def q_values(quantiles: torch.Tensor) -> torch.Tensor:
-    """Q(s, a) = mean_k lambda_k(s, a): [B, A, N] -> [B, A]."""
-    return quantiles.mean(dim=-1)
-
-
-def soft_value(quantiles: torch.Tensor) -> torch.Tensor:
-    """V(s) = logsumexp_a Q(s, a): [B, A, N] -> [B]."""
-    return torch.logsumexp(q_values(quantiles), dim=-1)
+from mtrec.reward.inference import quantile_midpoints, soft_value
 
 
 def soft_value_per_quantile(quantiles: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 
 from mtrec.config import ModelConfig
 from mtrec.models import build_model, parse_model_config
-from mtrec.reward.losses import non_crossing
+from mtrec.reward.inference import non_crossing
 
 N_ACTIONS = 2
 FORMAT_VERSION = 1

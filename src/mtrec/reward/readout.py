@@ -43,11 +43,13 @@ from mtrec.evaluation.metrics import auc, spearman
 from mtrec.reward.calibration import calibration_report
 from mtrec.reward.inference import (
     cvar_of_quantiles,
-    expected_next_values,
+    expected_reward,
     next_state_values,
+    q_values,
     reward_distribution,
+    sample_next_items,
+    soft_value,
 )
-from mtrec.reward.losses import q_values, soft_value
 from mtrec.reward.mdp import (
     ExposureMDP,
     build_mdp,
@@ -115,12 +117,22 @@ def _read_view(
         chunk = chunk.to(device)
         current, following = transition_quantiles(network, mdp, chunk)
         terminal = mdp.is_terminal[chunk]
-        next_items = torch.multinomial(
-            display, len(chunk) * config.next_item_samples, replacement=True, generator=generator
-        ).view(len(chunk), -1)
+        next_items = sample_next_items(display, len(chunk), config.next_item_samples, generator).to(
+            device
+        )
         positives, lengths = mdp.histories(chunk)
-        expected_next = expected_next_values(
-            network, positives, lengths, mdp.items[chunk], next_items.to(device)
+        # Not masked at terminal rows: this read-out is a function of (s, a)
+        # alone and does not peek at whether the user went on. The service
+        # answers /mental_reward with the same function (mtrec.serving.runtime).
+        expected = expected_reward(
+            network,
+            positives,
+            lengths,
+            mdp.items[chunk],
+            next_items,
+            config.gamma,
+            config.cvar_level,
+            quantiles=current,
         )
         reward = reward_from_quantiles(
             current,
@@ -128,16 +140,13 @@ def _read_view(
             terminal,
             config.gamma,
             config.cvar_level,
-            expected_next=expected_next,
+            expected_next=expected["next_values"],
             actions=mdp.responses[chunk],
         )
-        # Not masked at terminal rows: this read-out is a function of (s, a)
-        # alone and does not peek at whether the user went on.
-        expected = q_values(current) - config.gamma * expected_next
         for action, label in ((1, "pos"), (0, "neg")):
             keep(f"reward_{label}_mean", reward["mean"][:, action])
             keep(f"reward_{label}_cvar", reward["cvar"][:, action])
-            keep(f"reward_{label}_expected", expected[:, action])
+            keep(f"reward_{label}_expected", expected["mean"][:, action])
             keep(f"q_{label}", q_values(current)[:, action])
             keep(f"next_value_{label}", reward["next_values"][:, action])
             for k in range(config.n_quantiles):

@@ -29,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
-from mtrec.reward.losses import LossParts, iq_learn_chi2_loss, q_values, qr_iql_loss
+from mtrec.reward.inference import q_values
+from mtrec.reward.losses import LossParts, iq_learn_chi2_loss, qr_iql_loss
 from mtrec.reward.mdp import (
     ExposureMDP,
     build_mdp,

@@ -39,7 +39,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
-from mtrec.reward.losses import non_crossing, q_values, qr_iql_loss, soft_value
+from mtrec.reward.inference import non_crossing, q_values, soft_value
+from mtrec.reward.losses import qr_iql_loss
 from mtrec.rl.virtual_taobao import (
     LAST_CLICKS,
     MAX_CLICKS,

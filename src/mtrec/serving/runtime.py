@@ -2,7 +2,9 @@
 
 Maps original item ids to model indices, checks every request field, and
 calls the recommender (`mtrec.models`) and, when one is packaged, the mental
-reward Q-network (`mtrec.reward.qnetwork`). Imports nothing from training.
+reward Q-network (`mtrec.reward.qnetwork`), read out by the function the
+pipeline's read-out uses (`mtrec.reward.inference.expected_reward`). Imports
+nothing from training.
 
 Requests are checked one at a time (`check_recommend`, `check_mental_reward`)
 and answered in batches (`answer`): one recommender forward pass for every
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from mtrec.models import load_item_ids, load_model, read_model_description
+from mtrec.reward.inference import expected_reward, sample_next_items
 
 # Characters of an offending value an error message shows (ids are truncated and counted).
 PREVIEW_CHARS = 32
@@ -342,17 +345,15 @@ class RecommenderRuntime:
 
     def _draw_next_items(self) -> torch.Tensor:
         """The next displayed items i' of the read-out: S draws from the training log's
-        display distribution (uniform without one), with a fixed seed."""
+        display distribution (uniform without one), with a fixed seed: [S]."""
         draw = self.reward.next_items
         if draw is None:  # a model saved without its log's distribution: uniform
             draw = torch.ones(self.n_items + 1, dtype=torch.float64)
             draw[0] = 0.0
-        return torch.multinomial(
-            draw,
-            self.limits.reward_next_items,
-            replacement=True,
-            generator=torch.Generator().manual_seed(0),  # same request, same answer
-        ).to(self.device)
+        generator = torch.Generator().manual_seed(0)  # same request, same answer
+        return sample_next_items(draw, 1, self.limits.reward_next_items, generator)[0].to(
+            self.device
+        )
 
     def _reward_summary(self, history: list[int], items: list[int]) -> dict[str, Any]:
         """The read-out of one (history, items) pair (see `_reward_summaries`)."""
@@ -360,18 +361,18 @@ class RecommenderRuntime:
 
     @torch.no_grad()
     def _reward_summaries(self, pairs: list[tuple[list[int], list[int]]]) -> list[dict[str, Any]]:
-        """Read-out for a click on each item: r_k(s, 1) = lambda_k(s, 1) - gamma E_i'[V(s')].
+        """Read-out for a click on each item: r_k(s, 1) = lambda_k(s, 1) - gamma E_i'[V(s')],
+        computed by `mtrec.reward.inference.expected_reward`, the function behind the
+        pipeline's `reward_pos_expected` (METHOD.md section 6).
 
-        s = (h, i); s' = (h + [i], i') with i' drawn from the training log's display
-        distribution (fixed seed), V(s') = logsumexp_a Q(s', a): the expected-next-value
-        read-out of METHOD.md §6, as `mtrec.reward.readout` computes it (the observed
-        next item is unknown at serving time). As in the pipeline's MDP
-        (`mtrec.reward.mdp`), h is the last `max_history` positives of the Q-network
-        and h + [i] keeps the last `max_history` of it.
+        s = (h, i); s' = (h + [i], i') with i' the runtime's fixed draw from the
+        training log's display distribution (the observed next item is unknown at
+        serving time). As in the pipeline's MDP (`mtrec.reward.mdp`), h is the last
+        `max_history` positives of the Q-network and h + [i] keeps the last
+        `max_history` of it.
 
-        Pairs are evaluated together, right-padded to the longest history of a pass
-        (the encoders are causal: padding after a state never changes it), in passes of
-        at most REWARD_PAIRS_PER_PASS candidate items.
+        Pairs are evaluated together, in passes of at most REWARD_PAIRS_PER_PASS
+        candidate items.
         """
         out: list[dict[str, Any]] = []
         start = 0
@@ -387,57 +388,51 @@ class RecommenderRuntime:
         return out
 
     def _reward_pass(self, pairs: list[tuple[list[int], list[int]]]) -> list[dict[str, Any]]:
-        from mtrec.reward.losses import soft_value
-        from mtrec.reward.readout import cvar_of_quantiles
-
-        reward = self.reward
-        network = reward.network
-        window = int(getattr(network, "max_history", 0) or 0)
-
-        def last(seq: list[int]) -> list[int]:
-            return seq[-window:] if window and len(seq) > window else seq
-
-        histories = [last(history) for history, _ in pairs]
+        """One read-out pass. lambda(s) comes from one backbone row per pair (all its
+        candidates at once, right-padded to the longest history: the encoders are
+        causal, padding after a state never changes it); the rest is one row per
+        candidate, handed to `expected_reward`."""
+        reward, network = self.reward, self.reward.network
+        window = int(network.max_history)
+        histories = [history[-window:] for history, _ in pairs]
         counts = [len(items) for _, items in pairs]
         most = max(counts)
-        hist = self._history_batch(histories)  # [P, L]
         item_tensor = torch.tensor(
             [items + [0] * (most - len(items)) for _, items in pairs],
             dtype=torch.long,
             device=self.device,
-        )  # [P, M]; padding candidates (0) are dropped below
+        )  # [P, M]; padding candidates (0) are never read
         state = torch.tensor([[len(h)] * most for h in histories], device=self.device)
-        now = network(hist, item_tensor, state)[:, :, 1, :]  # [P, M, N] action "click"
+        now = network(self._history_batch(histories), item_tensor, state)  # [P, M, 2, N]
 
-        # Next states: every candidate appended to its history, then i' sampled.
-        # One row per candidate of every pair: [C, L + 1].
-        after = [last(history + [item]) for history, items in pairs for item in items]
-        extended = self._history_batch(after)
-        next_items = self._next_item_draw.expand(len(after), -1)  # [C, S]
-        next_state = torch.tensor([len(h) for h in after], device=self.device)
-        next_state = next_state.unsqueeze(1).expand_as(next_items)
-        next_quantiles = network(extended, next_items, next_state)  # [C, S, 2, N]
-        next_value = soft_value(next_quantiles.flatten(0, 1)).view(len(after), -1).mean(dim=1)
-
-        # Back to [P, M] (padding candidates get 0 and are dropped when answering).
+        # One row per candidate of every pair, [C, W]. W leaves room for h + [i]
+        # unless h fills the window, where h + [i] drops its oldest item.
         pair_of = torch.tensor([n for n, c in enumerate(counts) for _ in range(c)])
         slot_of = torch.tensor([m for c in counts for m in range(c)])
-        value = next_value.new_zeros(len(pairs), most)
-        value[pair_of.to(self.device), slot_of.to(self.device)] = next_value
-
-        quantiles = now - reward.gamma * value.unsqueeze(-1)  # [P, M, N]
-        quantiles, _ = torch.sort(quantiles, dim=-1)
-        n_quantiles = quantiles.shape[-1]
+        rows = [histories[n] for n in pair_of.tolist()]
+        width = min(window, max(map(len, rows)) + 1)
+        positives = torch.tensor(
+            [h + [0] * (width - len(h)) for h in rows], dtype=torch.long, device=self.device
+        )
+        lengths = torch.tensor([len(h) for h in rows], device=self.device)
+        pair_of, slot_of = pair_of.to(self.device), slot_of.to(self.device)
+        click = expected_reward(
+            network,
+            positives,
+            lengths,
+            item_tensor[pair_of, slot_of],
+            self._next_item_draw.expand(len(rows), -1),
+            reward.gamma,
+            reward.cvar_level,
+            quantiles=now[pair_of, slot_of],
+            actions=(1,),
+        )
+        n_quantiles = now.shape[-1]
         levels = [(2 * k - 1) / (2 * n_quantiles) for k in range(1, n_quantiles + 1)]
-        mean = quantiles.mean(dim=-1).cpu()
-        cvar = cvar_of_quantiles(quantiles, reward.cvar_level).cpu()
-        quantiles = quantiles.cpu()
+        quantiles = click["quantiles"][:, 0].cpu().split(counts)
+        mean = click["mean"][:, 0].cpu().split(counts)
+        cvar = click["cvar"][:, 0].cpu().split(counts)
         return [
-            {
-                "levels": levels,
-                "quantiles": quantiles[n, :count],
-                "mean": mean[n, :count],
-                "cvar": cvar[n, :count],
-            }
-            for n, count in enumerate(counts)
+            {"levels": levels, "quantiles": quantiles[n], "mean": mean[n], "cvar": cvar[n]}
+            for n in range(len(pairs))
         ]
