@@ -81,8 +81,9 @@ def run_mtrec(
 
     from mtrec.config import EvaluateConfig, RecommenderConfig, TrainConfig
     from mtrec.data.processed import load_processed
+    from mtrec.device import resolve_device
     from mtrec.evaluation.evaluate import split_metrics
-    from mtrec.models import count_parameters, default_device, load_model
+    from mtrec.models import count_parameters, load_model
     from mtrec.training import train_recommender
 
     torch.set_num_threads(threads)
@@ -126,7 +127,7 @@ def run_mtrec(
         # Seconds per epoch are in timing.csv, beside metrics.csv (kept out of DVC's hashes).
         history = _read_history(Path(seed_summary["metrics_csv"]).with_name("timing.csv"))
         data = load_processed(processed)
-        device = default_device()
+        device = resolve_device("auto")
         model = load_model(seed_summary["model_dir"], device=device)
         evaluate_config = EvaluateConfig(ks=(10,))
         test = split_metrics(model, data, "test", evaluate_config)

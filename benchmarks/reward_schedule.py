@@ -30,8 +30,9 @@ from common import machine_info
 
 from mtrec.config import load_params
 from mtrec.data.processed import load_processed
+from mtrec.device import resolve_device
 from mtrec.reward.readout import validation_truth_report
-from mtrec.reward.train import fit_qnetwork, prepare_logs, resolve_device
+from mtrec.reward.train import fit_qnetwork, prepare_logs
 
 
 def parse_schedule(text: str) -> tuple[int, float]:
@@ -71,7 +72,7 @@ def main() -> None:
 
     base = load_params(args.params).reward.for_backbone(args.backbone)
     processed = load_processed(args.processed)
-    device = resolve_device(base.device)
+    device = resolve_device(base.device, "reward.device")
     logs = prepare_logs(
         processed.train, processed.valid, base.backbone.max_history, base.session_gap
     )

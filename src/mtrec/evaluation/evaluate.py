@@ -39,16 +39,13 @@ from tqdm.auto import tqdm
 from mtrec.config import EvaluateConfig
 from mtrec.data.processed import ProcessedData, load_processed
 from mtrec.data.sequences import RankingTargets, WindowBatch, build_ranking_targets, build_windows
+from mtrec.device import resolve_device
 from mtrec.evaluation.metrics import auc, gauc, ncis, ranking_metrics, satisfaction_split
 from mtrec.evaluation.metrics import target_ranks as ranks_from_scores
 from mtrec.evaluation.stats import aggregate_seeds
-from mtrec.models import Recommender, default_device, load_model
+from mtrec.models import Recommender, load_model
 
 SPLIT_CONTEXT = {"valid": ("train",), "test": ("train", "valid")}
-
-
-def resolve_device(name: str) -> torch.device:
-    return default_device() if name == "auto" else torch.device(name)
 
 
 def split_windows(data: ProcessedData, split: str, max_history: int) -> WindowBatch:
@@ -147,7 +144,7 @@ def score_split_with_ranks(
 ) -> tuple[dict[str, float], np.ndarray]:
     """`score_split` plus the per-user evidence behind its ranking metrics: the
     1-based rank of each user's held-out positive, in `inputs.targets` order."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "evaluate.device")
     model.to(device)
     logits = exposure_logits(model, inputs.windows, config.batch_size, device)
     labels, users = inputs.labels, inputs.users
@@ -232,7 +229,7 @@ def evaluate_candidates(
     `<reports_dir>/plots/curves/<name>_seed<s>.csv`."""
     data = load_processed(processed_dir)
     reports_dir = Path(reports_dir)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "evaluate.device")
     candidates = find_candidates(Path(models_dir))
     if names is not None:
         missing = sorted(set(names) - set(candidates))

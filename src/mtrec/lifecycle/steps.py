@@ -60,10 +60,10 @@ def rescore_champion(
     `{"valid": {"seeds": {<its seed>: metrics}, "per_user": ...}, "fixed_model": True}`.
     Raises ValueError with the reason when that is not possible."""
     from mtrec.data.processed import load_processed
+    from mtrec.device import resolve_device
     from mtrec.evaluation.evaluate import (
         per_user_evidence,
         prepare_split,
-        resolve_device,
         score_split_with_ranks,
     )
     from mtrec.lifecycle.package import download_champion
@@ -82,7 +82,8 @@ def rescore_champion(
                 f"({len(current)} items, same ids in the same order needed): it cannot rank "
                 "the current catalogue"
             )
-        model = load_model(recommender_dir, device=resolve_device(evaluate_config.device))
+        device = resolve_device(evaluate_config.device, "evaluate.device")
+        model = load_model(recommender_dir, device=device)
     inputs = prepare_split(data, SELECTION_SPLIT, model.max_history)
     metrics, ranks = score_split_with_ranks(model, inputs, evaluate_config)
     seed = str(record.get("seed") or "registered")

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 from torch import nn
 
 from mtrec.config import DINConfig, GRU4RecConfig, ModelConfig, SASRecConfig
+from mtrec.device import resolve_device
 from mtrec.models.din import DINRecommender
 from mtrec.models.dot import DotProductRecommender
 
@@ -34,10 +35,6 @@ def build_model(config: SASRecConfig | GRU4RecConfig | DINConfig, n_items: int) 
     if isinstance(config, DINConfig):
         return DINRecommender(config, n_items)
     return DotProductRecommender(config, n_items)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def save_model(
@@ -85,7 +82,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Re
     model = build_model(config, int(description["n_items"]))
     state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    model.to(torch.device(device) if device is not None else default_device())
+    model.to(resolve_device("auto" if device is None else device))
     model.eval()
     return model
 

@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
+from mtrec.device import resolve_device
 from mtrec.evaluation.metrics import auc, spearman
 from mtrec.reward.calibration import calibration_report
 from mtrec.reward.inference import (
@@ -59,7 +60,7 @@ from mtrec.reward.mdp import (
 )
 from mtrec.reward.proxies import behavioural_proxies, proxy_session_gap
 from mtrec.reward.qnetwork import RewardQNetwork, load_qnetwork
-from mtrec.reward.train import behaviour_only, resolve_device, transition_quantiles
+from mtrec.reward.train import behaviour_only, transition_quantiles
 
 __all__ = ["cvar_of_quantiles", "compute_rewards", "read_out_rewards", "recovery_report"]
 
@@ -447,7 +448,7 @@ def read_out_rewards(
     from mtrec.data.processed import load_processed
 
     config = config or saved_reward_config(model_dir)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "reward.device")
     processed = load_processed(processed_dir)
     frames = {name: processed.split(name) for name in ("train", "valid", "test")}
     log = concat_splits({name: behaviour_only(frame) for name, frame in frames.items()})

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
+from mtrec.device import resolve_device
 from mtrec.reward.inference import q_values
 from mtrec.reward.losses import LossParts, iq_learn_chi2_loss, qr_iql_loss
 from mtrec.reward.mdp import (
@@ -42,14 +43,6 @@ from mtrec.reward.qnetwork import RewardQNetwork, save_next_item_distribution, s
 
 # Columns the reward model may read: never a satisfaction signal.
 BEHAVIOUR_COLUMNS = ["user_idx", "item_idx", "timestamp", "response"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("reward.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 def behaviour_only(frame: pd.DataFrame) -> pd.DataFrame:
@@ -340,7 +333,7 @@ def train_reward(
     from mtrec.data.processed import load_processed
 
     processed = load_processed(processed_dir)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "reward.device")
     logs = prepare_logs(
         processed.train, processed.valid, config.backbone.max_history, config.session_gap
     )

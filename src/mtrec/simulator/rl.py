@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mtrec.config import OnlineConfig, ReinforceConfig, SimulatorConfig
+from mtrec.device import resolve_device
 from mtrec.models import last_items
 from mtrec.simulator.online import (
     cohort_size,
@@ -155,10 +156,6 @@ class ReinforceRecommender(nn.Module):
         return logits
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def train_reinforce(
     world: World,
     sim_config: SimulatorConfig,
@@ -175,7 +172,7 @@ def train_reinforce(
     seed = config.seed if seed is None else seed
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 4])
-    device = _device()
+    device = resolve_device("auto")
     first_train_user = cohort_size(world, online_config)
     train_users = np.arange(first_train_user, world.n_users)
     if len(train_users) == 0:

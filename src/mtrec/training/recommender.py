@@ -38,7 +38,8 @@ import torch
 from mtrec.config import EvaluateConfig, RecommenderConfig, TrainConfig
 from mtrec.data.processed import ProcessedData, load_processed
 from mtrec.data.sequences import build_windows
-from mtrec.evaluation.evaluate import prepare_split, resolve_device, score_split
+from mtrec.device import resolve_device
+from mtrec.evaluation.evaluate import prepare_split, score_split
 from mtrec.models import build_model, save_model
 from mtrec.training.distributed import current_world
 from mtrec.training.loop import EpochCallback, FitResult, fit, run_fingerprint, seed_everything
@@ -113,7 +114,7 @@ def train_seed(
     train_config = config.train_for(backbone)
     if train_config.num_threads is not None:
         torch.set_num_threads(train_config.num_threads)
-    device = resolve_device(train_config.device)
+    device = resolve_device(train_config.device, "recommender.train.device")
     model_config = config.backbone_config(backbone)
     seed_everything(seed)
     model = build_model(model_config, data.n_items)
