@@ -40,6 +40,7 @@ from mtrec.reward.mdp import (
     window_starts,
 )
 from mtrec.reward.qnetwork import RewardQNetwork, save_next_item_distribution, save_qnetwork
+from mtrec.seeding import seed_everything
 
 # Columns the reward model may read: never a satisfaction signal.
 BEHAVIOUR_COLUMNS = ["user_idx", "item_idx", "timestamp", "response"]
@@ -209,12 +210,6 @@ def validation_metrics(
     return {"loss": total, "td": td, "value": value, "action_nll": nll}
 
 
-def _seed_everything(seed: int) -> torch.Generator:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    return torch.Generator().manual_seed(seed)
-
-
 # Validation metric each `RewardConfig.monitor` selects by (lower is better).
 MONITORED = {"action_nll": "valid_action_nll", "loss": "valid_loss"}
 
@@ -237,7 +232,8 @@ def fit_qnetwork(
     `config.patience` epochs without improvement. `epoch_report(network)` adds
     evaluation-only columns to each epoch's record (never used to choose).
     Returns (network, history)."""
-    generator = _seed_everything(config.seed)
+    seed_everything(config.seed, python=False)
+    generator = torch.Generator().manual_seed(config.seed)
     network = RewardQNetwork(config.backbone, n_items, config.n_quantiles, config.head_hidden)
     network.to(device)
     train_mdp = logs.train.to(device)

@@ -1,7 +1,8 @@
 """Training: one loop (`loop.fit`) with pluggable losses (`losses`), and the
 `train_recommender` step that trains one candidate for each seed."""
 
-from mtrec.training.loop import FitResult, TrainingStopped, fit, seed_everything
+from mtrec.seeding import seed_everything
+from mtrec.training.loop import FitResult, TrainingStopped, fit
 from mtrec.training.losses import (
     GUIDANCES,
     Loss,

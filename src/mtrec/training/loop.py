@@ -89,12 +89,6 @@ class FitResult:
     checkpoint_path: Path | None = None
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _rng_state() -> dict:
     """Every RNG the loop touches, as tensors and plain values (no pickled objects)."""
     numpy_state = np.random.get_state(legacy=False)

@@ -41,8 +41,9 @@ from mtrec.data.sequences import build_windows
 from mtrec.device import resolve_device
 from mtrec.evaluation.evaluate import prepare_split, score_split
 from mtrec.models import build_model, save_model
+from mtrec.seeding import seed_everything
 from mtrec.training.distributed import current_world
-from mtrec.training.loop import EpochCallback, FitResult, fit, run_fingerprint, seed_everything
+from mtrec.training.loop import EpochCallback, FitResult, fit, run_fingerprint
 from mtrec.training.losses import (
     CatalogueObjective,
     LossContext,
