@@ -65,12 +65,12 @@ def test_baselines_trained_on_dislikes_rank_satisfying_targets_first(toy_process
 
 
 def test_a_guidance_not_allowed_satisfaction_cannot_read_it(toy_processed_dir, tmp_path):
-    from mtrec.training.losses import register_guidance
+    from mtrec.training.losses import Loss, register_guidance
 
-    class _Peeking:
+    class _Peeking(Loss):
         required_columns = ("rating",)
 
-        def __call__(self, batch, outputs):  # pragma: no cover - never trained
+        def forward(self, batch, outputs):  # pragma: no cover - never trained
             return outputs.logits.sum()
 
     register_guidance("test-peeking")(lambda options, context: _Peeking())

@@ -15,7 +15,6 @@ from mtrec.training.losses import (
     LossContext,
     TrainingClock,
     make_loss,
-    required_columns,
     trains_on_satisfaction,
 )
 
@@ -52,7 +51,7 @@ def test_every_baseline_is_registered_and_gives_a_differentiable_scalar(name):
     loss.backward()
     assert context.model.item_embedding.weight.grad.abs().sum() > 0
     assert (name in ("ntr", "pnfrec")) == trains_on_satisfaction(name)
-    assert (required_columns(loss_fn) == ("rating",)) == trains_on_satisfaction(name)
+    assert (loss_fn.required_columns == ("rating",)) == trains_on_satisfaction(name)
 
 
 def test_unknown_options_are_rejected():

@@ -93,6 +93,27 @@ def test_resume_survives_the_outputs_being_deleted(toy_processed_dir, tmp_path):
     assert json.loads((out / "timing.json").read_text())["seconds_per_epoch"] > 0
 
 
+def test_a_checkpoint_without_a_loss_state_resumes(toy_processed_dir, tmp_path):
+    """Checkpoints written before every loss was an nn.Module stored `"loss": None`
+    for a loss without parameters; resuming one gives the uninterrupted run."""
+    torch.set_num_threads(1)
+    whole = tmp_path / "whole"
+    train_recommender(_config(max_epochs=2), "gru4rec", "none", toy_processed_dir, whole)
+    out = tmp_path / "old"
+    with pytest.raises(TrainingStopped):
+        train_recommender(
+            _config(max_epochs=2), "gru4rec", "none", toy_processed_dir, out, stop_after_epochs=1
+        )
+    path = out / "seed_0" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    assert state["loss"] == {}  # a loss without parameters has an empty state now
+    torch.save(state | {"loss": None}, path)
+    resumed = train_recommender(_config(max_epochs=2), "gru4rec", "none", toy_processed_dir, out)
+    assert resumed["seeds"]["0"]["resumed_from_epoch"] == 1
+    name = "seed_0/best/weights.pt"
+    assert (out / name).read_bytes() == (whole / name).read_bytes()
+
+
 def test_a_checkpoint_of_other_data_is_not_resumed(toy_processed_dir, tmp_path):
     torch.set_num_threads(1)
     root = tmp_path / "cache"

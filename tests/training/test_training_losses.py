@@ -9,12 +9,12 @@ from mtrec.models import ExposureOutputs, build_model
 from mtrec.training.losses import (
     GUIDANCES,
     CatalogueObjective,
+    Loss,
     LossContext,
     catalogue_ce,
     item_proposal,
     make_loss,
     register_guidance,
-    required_columns,
 )
 
 
@@ -72,19 +72,38 @@ def test_unknown_guidance_and_bad_options_fail_loudly():
 
 
 def test_a_registered_guidance_gets_its_columns():
-    @register_guidance("test-reward-weighted")
-    def factory(options, context):
-        def loss(batch, outputs):
+    class RewardWeighted(Loss):
+        required_columns = ("reward",)
+
+        def forward(self, batch, outputs):
             return (batch.extras["reward"] * outputs.logits).sum()
 
-        loss.required_columns = ("reward",)
-        return loss
-
+    register_guidance("test-reward-weighted")(lambda options, context: RewardWeighted())
     try:
         loss_fn = make_loss("test-reward-weighted", {}, _context())
-        assert required_columns(loss_fn) == ("reward",)
+        assert loss_fn.required_columns == ("reward",)
     finally:
         GUIDANCES.pop("test-reward-weighted")
+
+
+def test_a_guidance_that_does_not_build_a_loss_is_refused():
+    def plain(batch, outputs):  # pragma: no cover - never called
+        return outputs.logits.sum()
+
+    register_guidance("test-plain-callable")(lambda options, context: plain)
+    try:
+        with pytest.raises(TypeError, match="test-plain-callable.*not a .*Loss"):
+            make_loss("test-plain-callable", {}, _context())
+    finally:
+        GUIDANCES.pop("test-plain-callable")
+
+
+def test_a_loss_without_forward_cannot_be_built():
+    class NoForward(Loss):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoForward()
 
 
 # ------------------------------------------------- sampled and in-batch softmax

@@ -28,7 +28,6 @@ from mtrec.training.losses import (
     LossContext,
     check_satisfaction_use,
     make_loss,
-    required_columns,
     trains_on_satisfaction,
 )
 from mtrec.training.recommender import candidate_name, train_recommender
@@ -44,7 +43,7 @@ def check_guidance(config: RecommenderConfig, backbone: str, guidance: str, n_it
         model=model, catalogue_ce_weight=config.train_for(backbone).catalogue_ce_weight
     )
     loss = make_loss(guidance, config.options_for(backbone, guidance), context)
-    check_satisfaction_use(guidance, required_columns(loss))
+    check_satisfaction_use(guidance, loss.required_columns)
 
 
 def _finite(value: float | None) -> float | None:

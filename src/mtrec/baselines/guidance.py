@@ -13,9 +13,10 @@ Each factory validates its options with the typed configs of
 Losses that read the satisfaction signal list it in `required_columns`, so
 the train step joins it onto the exposures (`batch.extras[signal]`).
 
-The PNFRec loss is an `nn.Module` with parameters of its own (the negative
-encoder): the loop must hand `loss.extra_parameters()` to the optimiser and
-keep `loss.state_dict()` in its checkpoints. A loop that does not is caught
+Every loss here subclasses `mtrec.training.losses.Loss` (an `nn.Module`).
+The PNFRec loss has parameters of its own (the negative encoder): the loop
+must hand `loss.extra_parameters()` to the optimiser and keep
+`loss.state_dict()` in its checkpoints. A loop that does not is caught
 on the second training step (the negative encoder got a gradient and did not
 move), rather than silently training PNFRec with a frozen random encoder.
 """
@@ -44,7 +45,7 @@ from mtrec.baselines.not_to_recommend import (
 from mtrec.baselines.pnfrec import NegativeBranch
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs
-from mtrec.training.losses import LossContext, catalogue_nll, register_guidance
+from mtrec.training.losses import Loss, LossContext, catalogue_nll, register_guidance
 
 
 def _catalogue_ce(
@@ -55,8 +56,9 @@ def _catalogue_ce(
     return catalogue_nll(context, batch, outputs, slots)
 
 
-class NotToRecommendLoss:
+class NotToRecommendLoss(Loss):
     def __init__(self, config: NotToRecommendConfig, context: LossContext) -> None:
+        super().__init__()
         if config.probability == "softmax" and not context.model.supports_catalogue:
             raise ValueError(
                 f"ntr with probability 'softmax' needs a full-catalogue softmax; "
@@ -66,7 +68,7 @@ class NotToRecommendLoss:
         self.context = context
         self.required_columns = (config.signal,)
 
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+    def forward(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         config = feedback = self.config
         negative = negative_feedback_mask(
             batch.response,
@@ -102,8 +104,9 @@ class NotToRecommendLoss:
         return loss
 
 
-class TruncatedLoss:
+class TruncatedLoss(Loss):
     def __init__(self, config: TruncatedLossConfig, context: LossContext) -> None:
+        super().__init__()
         self.config = config
         self.context = context
 
@@ -112,7 +115,7 @@ class TruncatedLoss:
             self.context.clock.step, self.config.max_drop_rate, self.config.ramp_steps
         )
 
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+    def forward(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         loss = truncated_bce(outputs.logits, batch.response, batch.mask, self.drop_rate())
         if self.context.catalogue_ce_weight > 0:
             positives = batch.mask & (batch.response > 0.5)
@@ -121,12 +124,13 @@ class TruncatedLoss:
         return loss
 
 
-class ReweightedLoss:
+class ReweightedLoss(Loss):
     def __init__(self, config: ReweightedLossConfig, context: LossContext) -> None:
+        super().__init__()
         self.config = config
         self.context = context
 
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+    def forward(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         config = self.config
         loss = reweighted_bce(
             outputs.logits, batch.response, batch.mask, config.beta, config.reweight_negatives
@@ -138,7 +142,7 @@ class ReweightedLoss:
         return loss
 
 
-class PNFRecLoss(nn.Module):
+class PNFRecLoss(Loss):
     """PNFRec's objective for the loop's SASRec (the positive encoder); owns
     the negative encoder. CE_pos is PNFRec's own catalogue CE, so the loop's
     catalogue CE weight is not added again."""

@@ -18,7 +18,6 @@ and handed to the loss as `batch.extras[column]`. Guidances registered here:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -29,6 +28,7 @@ from mtrec.models import ExposureOutputs
 from mtrec.reward.options import AlignmentOptions, CVaROptions, ExpectedOptions
 from mtrec.reward.readout import IRL_PREFIX, cvar_columns, with_cvar_columns
 from mtrec.training.losses import (
+    Loss,
     LossContext,
     exposure_bce,
     masked_mean,
@@ -56,17 +56,25 @@ def alignment_loss(
     return -masked_mean(expected, mask)
 
 
-@dataclass
-class AlignedBCELoss:
+class AlignedBCELoss(Loss):
     """BCE (+ catalogue CE when its weight is > 0) + beta * L_align."""
 
-    context: LossContext
-    beta: float
-    reward_positive_column: str
-    reward_negative_column: str
-    # Set when the reward columns are the CVaR at this level, derived from the
-    # stored quantiles by `prepare_table` rather than read from the table.
-    cvar_level: float | None = None
+    def __init__(
+        self,
+        context: LossContext,
+        beta: float,
+        reward_positive_column: str,
+        reward_negative_column: str,
+        cvar_level: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.context = context
+        self.beta = beta
+        self.reward_positive_column = reward_positive_column
+        self.reward_negative_column = reward_negative_column
+        # Set when the reward columns are the CVaR at this level, derived from the
+        # stored quantiles by `prepare_table` rather than read from the table.
+        self.cvar_level = cvar_level
 
     @property
     def required_columns(self) -> tuple[str, str]:
@@ -77,7 +85,7 @@ class AlignedBCELoss:
             return table
         return with_cvar_columns(table, self.cvar_level)
 
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+    def forward(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
         loss = with_catalogue_ce(self.context, batch, outputs, loss)
         align = alignment_loss(

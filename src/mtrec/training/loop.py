@@ -193,8 +193,7 @@ def trainable_parameters(model: Recommender, loss_fn: Loss) -> list[torch.nn.Par
     """The model's parameters plus those a loss owns (`loss.extra_parameters()`,
     e.g. PNFRec's negative encoder), each once."""
     parameters, seen = [], set()
-    extra = loss_fn.extra_parameters() if hasattr(loss_fn, "extra_parameters") else []
-    for parameter in [*model.parameters(), *extra]:
+    for parameter in [*model.parameters(), *loss_fn.extra_parameters()]:
         if id(parameter) not in seen and parameter.requires_grad:
             seen.add(id(parameter))
             parameters.append(parameter)
@@ -215,8 +214,7 @@ def train_one_epoch(
 ) -> float:
     """One pass over the windows in the order fixed by (seed, epoch); mean loss."""
     model.train()
-    if isinstance(loss_fn, torch.nn.Module):
-        loss_fn.train()
+    loss_fn.train()
     parameters = list(model.parameters()) if parameters is None else parameters
     order_seed = seed * 100_003 + clock.epoch
     loader = window_loader(windows, config.batch_size, shuffle=True, seed=order_seed)
@@ -284,8 +282,7 @@ def fit(
     device = device_for(world, device or torch.device("cpu"))
     clock = clock or TrainingClock()
     model.to(device)
-    if isinstance(loss_fn, torch.nn.Module):  # a loss with parameters of its own (PNFRec)
-        loss_fn.to(device)
+    loss_fn.to(device)  # a loss may have parameters of its own (PNFRec)
     parameters = trainable_parameters(model, loss_fn)
     optimizer = torch.optim.Adam(
         parameters, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -308,8 +305,8 @@ def fit(
         state = load_checkpoint(checkpoint_path)
         if state["fingerprint"] == fingerprint:
             model.load_state_dict(state["model"])
-            if isinstance(loss_fn, torch.nn.Module):
-                loss_fn.load_state_dict(state["loss"])
+            # None: a checkpoint from before every loss was a Loss (nn.Module).
+            loss_fn.load_state_dict(state["loss"] or {})
             optimizer.load_state_dict(state["optimizer"])
             history, timings = state["history"], state["timings"]
             best_value, best_epoch = state["best_value"], state["best_epoch"]
@@ -368,7 +365,7 @@ def fit(
                 {
                     "fingerprint": fingerprint,
                     "model": model.state_dict(),
-                    "loss": loss_fn.state_dict() if isinstance(loss_fn, torch.nn.Module) else None,
+                    "loss": loss_fn.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "history": history,
                     "timings": timings,

@@ -1,7 +1,8 @@
 """Pluggable training losses and the guidance registry.
 
-A loss is any callable `(batch, outputs) -> scalar tensor` (protocol `Loss`)
-over a `WindowBatch` and the model's `ExposureOutputs`. A *guidance* is a
+A loss is a subclass of `Loss` (an `nn.Module`) whose `forward(batch, outputs)`
+gives a scalar tensor over a `WindowBatch` and the model's `ExposureOutputs`;
+`make_loss` refuses anything else. A *guidance* is a
 named way to build the loss for a candidate (`<backbone>-<guidance>`):
 `register_guidance(name, options=Model)` registers a factory
 `(options, context) -> Loss` and the pydantic model of its options: `options`
@@ -10,12 +11,16 @@ backbone's `guidance_options_overrides`), which the config checks against
 `Model` when params.yaml is loaded; the factory parses it with the same model.
 `context` gives the model, the base-loss weights and the training clock.
 
-A loss that needs per-exposure columns (e.g. rewards r(s,1), r(s,0)) lists
-them in an attribute `required_columns`; the train step then joins them onto
-the training exposures and they arrive as `batch.extras[name]` [W, M]. When
-some of those columns are derived from the table rather than stored in it, the
-loss also has `prepare_table(table) -> table`, called once before the join
-(e.g. MTRec's CVaR at a level other than the read-out's).
+`Loss` states what the loop uses, with defaults a loss overrides when it
+needs to: `required_columns` (per-exposure columns, e.g. rewards r(s,1), r(s,0),
+that the train step joins onto the training exposures; they arrive as
+`batch.extras[name]` [W, M]; default none), `prepare_table(table) -> table`
+(derives some of those columns from the table, called once before the join,
+e.g. MTRec's CVaR at a level other than the read-out's; default identity) and
+`extra_parameters()` (parameters the loss owns that the optimiser must train
+after the model's, e.g. PNFRec's negative encoder; default none). The loop
+moves every loss to the model's device, sets it to train mode and keeps its
+`state_dict()` in checkpoints (empty for a loss without parameters).
 
 Guidances that live in other packages register themselves on import: the
 comparison rows (`mtrec.baselines.guidance`: not-to-recommend, T-CE, R-CE,
@@ -28,22 +33,41 @@ from __future__ import annotations
 
 import importlib
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
+from torch import nn
 
 from mtrec.data.sequences import WindowBatch
 from mtrec.guidance_options import NoOptions, register_options
 from mtrec.models import ExposureOutputs, Recommender
 
 
-class Loss(Protocol):
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor: ...
+class Loss(nn.Module, ABC):
+    """The base of every guidance's loss (see the module docstring). A subclass
+    registers parameters only for what it trains itself (none by default): the
+    optimiser gets the model's parameters, then `extra_parameters()`."""
+
+    # Per-exposure columns the train step joins onto the exposures (batch.extras).
+    required_columns: tuple[str, ...] = ()
+
+    def prepare_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The per-exposure table with the columns this loss derives from it."""
+        return table
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters this loss owns that the optimiser trains after the model's."""
+        return []
+
+    @abstractmethod
+    def forward(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+        """The scalar loss of one batch."""
 
 
 @dataclass
@@ -197,17 +221,12 @@ def make_loss(name: str, options: Mapping[str, Any], context: LossContext) -> Lo
         factory = GUIDANCES[name]
     except KeyError as error:
         raise KeyError(f"unknown guidance {name!r}; known: {sorted(GUIDANCES)}") from error
-    return factory(options, context)
-
-
-def required_columns(loss: Loss) -> tuple[str, ...]:
-    return tuple(getattr(loss, "required_columns", ()))
-
-
-def prepare_table(loss: Loss, table: pd.DataFrame) -> pd.DataFrame:
-    """The per-exposure table with the columns `loss` derives from it (if any)."""
-    prepare = getattr(loss, "prepare_table", None)
-    return table if prepare is None else prepare(table)
+    loss = factory(options, context)
+    if not isinstance(loss, Loss):
+        raise TypeError(
+            f"guidance {name!r} built a {type(loss).__name__}, not a mtrec.training.losses.Loss"
+        )
+    return loss
 
 
 # ---------------------------------------------------------------- loss pieces
@@ -266,13 +285,14 @@ def with_catalogue_ce(
 # ------------------------------------------------------------------ guidances
 
 
-@dataclass
-class BCELoss:
+class BCELoss(Loss):
     """BCE on every exposure (+ catalogue CE when its weight is > 0)."""
 
-    context: LossContext
+    def __init__(self, context: LossContext) -> None:
+        super().__init__()
+        self.context = context
 
-    def __call__(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
+    def forward(self, batch: WindowBatch, outputs: ExposureOutputs) -> torch.Tensor:
         loss = masked_mean(exposure_bce(batch, outputs), batch.mask)
         return with_catalogue_ce(self.context, batch, outputs, loss)
 

@@ -51,8 +51,6 @@ from mtrec.training.losses import (
     check_satisfaction_use,
     item_proposal,
     make_loss,
-    prepare_table,
-    required_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -133,7 +131,7 @@ def train_seed(
     )
     options = config.options_for(backbone, guidance)
     loss = make_loss(guidance, options, context)
-    columns = required_columns(loss)
+    columns = loss.required_columns
     check_satisfaction_use(guidance, columns)
     train_frame = data.train
     # Columns the guidance asks for come from the training exposures when they
@@ -145,7 +143,7 @@ def train_seed(
             raise ValueError(f"guidance {guidance!r} needs {joined}: set recommender.rewards_path")
         if callable(rewards):
             rewards = rewards()
-        table = prepare_table(loss, rewards)
+        table = loss.prepare_table(rewards)
         train_frame = attach_exposure_columns(train_frame, "train", table, joined)
     windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
     valid_inputs = prepare_split(data, "valid", model_config.max_history)
