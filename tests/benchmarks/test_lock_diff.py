@@ -37,3 +37,11 @@ def test_only_the_expected_paths_may_differ():
     result = lock_diff.compare(lock("a1", "g1"), changed_params, lock_diff.EXPECTED)
     assert result["stages_with_different_params"] == ["train"]
     assert not result["identical_except_expected"]
+
+
+def test_outs_only_ignores_code_deps():
+    lock_diff = importlib.import_module("lock_diff")
+    a, b = lock("a1", "g1"), lock("a1", "g1")
+    b["stages"]["gate"]["deps"].append({"path": "src/new.py", "hash": "md5", "md5": "x"})
+    assert not lock_diff.compare(a, b, lock_diff.EXPECTED)["identical_except_expected"]
+    assert lock_diff.compare(a, b, lock_diff.EXPECTED, ("outs",))["identical_except_expected"]
