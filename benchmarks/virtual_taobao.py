@@ -235,7 +235,7 @@ def write_table(args: argparse.Namespace) -> Path:
         "reward_model": reward,
         "runs": runs,
     }
-    path = args.out.with_suffix(".json")
+    path = args.out.parent / f"{args.out.name}.json"  # a dotted name (kappa_0.05) keeps its dot
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
 
