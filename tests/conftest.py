@@ -126,70 +126,12 @@ def tiny_models(tmp_path_factory):
 # --- models: a tiny processed dataset with a planted signal -------------------
 
 
-def write_toy_processed(folder: Path, n_users: int = 40, n_items: int = 24, seed: int = 0) -> Path:
-    """Processed splits (docs/CONTRACTS.md) where history predicts the response.
-
-    Users of group 0 click items 1..n/2 and skip the others, group 1 the
-    reverse; each positive is preceded by two skipped items of the other half.
-    Leave-one-out: last positive (+ its negatives) to test, the one before to
-    valid. Ratings: 5 for even items, 2 for odd ones (evaluation only).
-    """
-    import json
-
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    half = n_items // 2
-    rows = []
-    for user in range(1, n_users + 1):
-        liked = np.arange(1, half + 1) if user % 2 else np.arange(half + 1, n_items + 1)
-        other = np.setdiff1d(np.arange(1, n_items + 1), liked)
-        n_positives = int(rng.integers(6, half + 1))
-        clock = 1_000
-        for position, item in enumerate(rng.choice(liked, n_positives, replace=False)):
-            for negative in rng.choice(other, 2, replace=False):
-                rows.append((user, int(negative), clock, 0, np.nan, position))
-            rows.append((user, int(item), clock, 1, 5.0 if item % 2 == 0 else 2.0, position))
-            clock += 10
-    names = ["user_idx", "item_idx", "timestamp", "response", "rating", "p"]
-    log = pd.DataFrame(rows, columns=names)
-    n_pos = log.groupby("user_idx")["response"].transform("sum")
-    split = np.where(log["p"] == n_pos - 2, "valid", "train")
-    split = np.where(log["p"] == n_pos - 1, "test", split)
-    log["user_id"] = "u" + log["user_idx"].astype(str)
-    log["item_id"] = "i" + log["item_idx"].astype(str)
-    log["satisfied"] = np.where(log["response"] == 1, (log["rating"] >= 4).astype(float), np.nan)
-    columns = [*names[:4], "user_id", "item_id", "rating", "satisfied"]
-    folder.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name in ("train", "valid", "test"):
-        part = log.loc[split == name, columns].reset_index(drop=True)
-        part.to_parquet(folder / f"{name}.parquet", index=False)
-        counts[name] = len(part)
-    train = log[split == "train"]
-    popularity = train[train["response"] == 1].groupby("item_idx").size()
-    items = pd.DataFrame({"item_idx": np.arange(1, n_items + 1)})
-    items["item_id"] = "i" + items["item_idx"].astype(str)
-    items["train_positives"] = popularity.reindex(items["item_idx"], fill_value=0).to_numpy()
-    items.to_parquet(folder / "items.parquet", index=False)
-    meta = {
-        "n_users": n_users,
-        "n_items": n_items,
-        "source": "toy",
-        "split_method": "leave_one_out",
-        "has_logged_negatives": True,
-        "satisfaction_signal": "rating",
-        "satisfied_threshold": 4.0,
-        "rows": counts,
-    }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
-    return folder
-
-
 @pytest.fixture(scope="session")
 def toy_processed_dir(tmp_path_factory) -> Path:
-    """A tiny processed dataset (40 users, 24 items) with a learnable signal."""
+    """A tiny processed dataset (40 users, 24 items) with a learnable signal
+    (`helpers.write_toy_processed`, which tests import directly to write others)."""
+    from helpers import write_toy_processed
+
     return write_toy_processed(tmp_path_factory.mktemp("toy_processed"))
 
 

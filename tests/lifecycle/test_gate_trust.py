@@ -14,8 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_toy_processed
-from helpers import gate_candidate
+from helpers import gate_candidate, write_toy_processed
 
 from mtrec.config import GateConfig, TrackingConfig
 from mtrec.data.processed import load_processed
