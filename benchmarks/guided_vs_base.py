@@ -19,9 +19,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from mtrec.evaluation.stats import paired_comparison
+from mtrec.lifecycle.gate import paired_seed_interval
 
 METRICS = ("NDCG_p@10", "NDCG@10", "AUC", "NCIS")
 
@@ -32,13 +31,20 @@ def per_seed(candidate: dict, split: str, metric: str) -> dict[str, float]:
 
 
 def paired(guided: dict[str, float], base: dict[str, float], level: float) -> dict:
+    """guided - base on the shared seeds; the interval is the gate's own paired
+    t-interval over seeds (`paired_seed_interval`), also shown in metric units."""
     seeds = sorted(set(guided) & set(base), key=int)
     a = [guided[s] for s in seeds]
     b = [base[s] for s in seeds]
-    comparison = paired_comparison(a, b)
-    n, mean, std = comparison["n"], comparison["diff_mean"], comparison["diff_std"]
     base_mean = float(np.mean(b)) if b else math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)) if n >= 2 else math.nan
+    mean = float(np.mean(np.subtract(a, b))) if seeds else math.nan
+    relative = paired_seed_interval(a, b, "higher", level)
+
+    def bound(key: str) -> float:
+        value = relative.get(key)
+        return math.nan if value is None else float(value)
+
+    low, high = bound("lower"), bound("upper")
     return {
         "seeds": seeds,
         "guided": a,
@@ -47,12 +53,13 @@ def paired(guided: dict[str, float], base: dict[str, float], level: float) -> di
         "base_mean": base_mean,
         "diff_mean": mean,
         "relative_gain": mean / base_mean if base_mean else math.nan,
-        "interval": {"level": level, "lower": mean - half, "upper": mean + half},
-        "relative_interval": {
-            "lower": (mean - half) / base_mean if base_mean else math.nan,
-            "upper": (mean + half) / base_mean if base_mean else math.nan,
+        "interval": {
+            "level": level,
+            "lower": low * abs(base_mean),
+            "upper": high * abs(base_mean),
         },
-        "p_value": comparison["p_value"],
+        "relative_interval": {"lower": low, "upper": high},
+        "p_value": bound("p_value"),
     }
 
 
@@ -76,11 +83,9 @@ def main() -> None:
         base = candidates[base_name]
         comparisons[f"{name} vs {base_name}"] = {
             split: {
-                metric: paired(
-                    per_seed(candidate, split, metric), per_seed(base, split, metric), args.level
-                )
+                metric: paired(guided, per_seed(base, split, metric), args.level)
                 for metric in METRICS
-                if per_seed(candidate, split, metric)
+                if (guided := per_seed(candidate, split, metric))
             }
             for split in ("valid", "test")
         }
@@ -88,8 +93,8 @@ def main() -> None:
     gate = json.loads(gate_path.read_text()) if gate_path.exists() else None
     result = {
         "reports": str(args.reports),
-        "method": "paired t-interval over seeds (guided - base, same seeds); valid chooses, "
-        "test is reported",
+        "method": "paired t-interval over seeds (guided - base, same seeds; the gate's "
+        "paired_seed_interval); valid chooses, test is reported",
         "comparisons": comparisons,
         "gate": None
         if gate is None
