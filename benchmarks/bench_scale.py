@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import machine_info
+from common import deep_update, machine_info
 
 # Each stage's command, as dvc.yaml runs it, for one backbone and guidance.
 COMMANDS = {
@@ -60,15 +60,6 @@ RUNNER = (
     "open(sys.argv[1], 'w').write(json.dumps({'peak_rss_mib': peak, 'code': code}))\n"
     "sys.exit(code)\n"
 )
-
-
-def deep_update(base: dict, overrides: dict) -> dict:
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def world_params(base: dict, folder: Path, users: int, items: int, args) -> dict:

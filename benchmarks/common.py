@@ -76,3 +76,14 @@ def stop_process(process: subprocess.Popen, seconds: float = 20) -> None:
         process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    """Merge `overrides` into the nested dict `base` in place (a params.yaml and
+    the keys a run changes); returns `base`."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers  # noqa: F401  (puts benchmarks/ on sys.path)
 import pytest
 import yaml
+from common import deep_update
 
 ROOT = Path(__file__).parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -38,15 +40,6 @@ TINY = {
         "train": {"max_epochs": 2, "patience": 1},
     },
 }
-
-
-def deep_update(base: dict, overrides: dict) -> dict:
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def run(cmd, cwd, env):
