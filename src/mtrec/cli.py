@@ -468,11 +468,12 @@ def simulate_online_command(
         baseline,
     )
     for name, summary in report["policies"].items():
+        probe = report["responsiveness"].get(name)
         typer.echo(
             f"{name}: viewing time {summary['viewing_time']['mean']:.2f}, "
             f"reward/shown {summary['reward_per_shown']['mean']:.3f}, "
             f"CTR {summary['ctr']['mean']:.3f}, "
-            f"responsiveness {report['responsiveness'][name]['responsiveness']:.3f}"
+            + (f"responsiveness {probe['responsiveness']:.3f}" if probe else "responsiveness n/a")
         )
 
 

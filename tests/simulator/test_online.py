@@ -13,14 +13,22 @@ from mtrec.simulator.online import (
     warm_up,
 )
 from mtrec.simulator.policies import (
+    CTROracle,
     ItemIndexMap,
     PopularityPolicy,
     QualityOracle,
     RandomPolicy,
+    SatisfactionOracle,
     TopicAffinityPolicy,
 )
 from mtrec.simulator.responsiveness import cohort_responsiveness
-from mtrec.simulator.world import make_world
+from mtrec.simulator.world import (
+    UserState,
+    click_probability,
+    expected_reward,
+    make_world,
+    sigmoid,
+)
 
 SIM = SimulatorConfig(n_users=150, n_items=120, sessions_per_user=2, max_session_length=15)
 ONLINE = OnlineConfig(
@@ -113,3 +121,38 @@ def test_topic_aware_policy_is_responsive_and_popularity_is_not(world):
     counts = torch.arange(world.n_items + 1, dtype=torch.float32).numpy()
     popular = cohort_responsiveness(PopularityPolicy(counts), world, SIM, ONLINE, top_k=10)
     assert popular["responsiveness"] == pytest.approx(0.0)
+
+
+def test_state_oracles_score_with_the_worlds_own_formulas_at_the_current_interest(world):
+    state = UserState.initial(world)
+    state.interest[:5] += np.random.default_rng(0).standard_normal((5, state.interest.shape[1]))
+    users = np.arange(5)
+    items = np.tile(np.arange(world.n_items), (5, 1))
+    ctr = CTROracle(world, SIM).world_scores(state.interest[users], users)
+    np.testing.assert_allclose(
+        sigmoid(ctr), click_probability(world, SIM, state, users, items), rtol=1e-10
+    )
+    satisfaction = SatisfactionOracle(world, SIM).world_scores(state.interest[users], users)
+    np.testing.assert_allclose(
+        satisfaction, expected_reward(world, SIM, state.interest[users], items), rtol=1e-10
+    )
+
+
+def test_ctr_oracle_clicks_more_and_satisfaction_oracle_satisfies_more(world):
+    report = evaluate_policies(
+        {
+            "ctr": (CTROracle(world, SIM), None),
+            "satisfaction": (SatisfactionOracle(world, SIM), None),
+            "random": (RandomPolicy(world.n_items, seed=1), None),
+        },
+        world,
+        SIM,
+        ONLINE,
+        baseline="ctr",
+    )
+    versus = report["versus_baseline"]["satisfaction"]
+    # Clickbait drives clicks, not reward: the two oracles disagree, each wins its own metric.
+    assert versus["ctr"]["ci_high"] < 0
+    assert versus["reward_per_shown"]["ci_low"] > 0
+    assert versus["negative_click_share"]["ci_high"] < 0
+    assert report["versus_baseline"]["random"]["ctr"]["ci_high"] < 0

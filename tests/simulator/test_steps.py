@@ -46,10 +46,13 @@ def test_online_evaluation_step_writes_the_report(tmp_path):
     out = tmp_path / "online.json"
     report = online_evaluation(SIM, ONLINE, {"sasrec": path}, out, baseline="popularity")
     saved = json.loads(out.read_text())
-    assert set(saved["policies"]) == {"random", "popularity", "quality_oracle", "sasrec"}
-    assert set(saved["versus_baseline"]) == {"random", "quality_oracle", "sasrec"}
+    oracles = {"quality_oracle", "ctr_oracle", "satisfaction_oracle"}
+    assert set(saved["policies"]) == {"random", "popularity", "sasrec"} | oracles
+    assert set(saved["versus_baseline"]) == {"random", "sasrec"} | oracles
     assert report["versus_baseline"]["quality_oracle"]["reward_per_shown"]["difference"] > 0
     assert saved["responsiveness"]["popularity"]["responsiveness"] == 0.0
+    # The state oracles do not rank from histories: no responsiveness probe for them.
+    assert "ctr_oracle" not in saved["responsiveness"]
     assert ItemIndexMap.identity(3).to_policy.tolist() == [1, 2, 3]
 
 

@@ -33,7 +33,7 @@ from scipy import stats
 
 from mtrec.config import OnlineConfig, SimulatorConfig
 from mtrec.simulator.logging_policy import LoggingPolicy
-from mtrec.simulator.policies import ItemIndexMap, Policy
+from mtrec.simulator.policies import ItemIndexMap, Policy, UserStateOracle
 from mtrec.simulator.world import Draws, UserState, World, respond
 
 METRICS = (
@@ -151,7 +151,7 @@ class OnlineResult:
 
 
 def run_online(
-    policy: Policy,
+    policy: Policy | UserStateOracle,
     world: World,
     sim_config: SimulatorConfig,
     config: OnlineConfig,
@@ -186,7 +186,11 @@ def run_online(
             history = history_tensor(
                 cohort.histories, rows, item_map, config.max_history, config.history_padding
             )
-            scores = world_scores(policy, history, item_map)
+            if isinstance(policy, UserStateOracle):
+                served = cohort.users[rows]
+                scores = policy.world_scores(cohort.state.interest[served], served).astype(float)
+            else:
+                scores = world_scores(policy, history, item_map)
             scores[cohort.clicked[rows] | shown_before[rows]] = -np.inf
             slate = top_k(scores, k)  # [B, k]
             valid = np.isfinite(np.take_along_axis(scores, slate, axis=1))

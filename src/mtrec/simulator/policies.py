@@ -13,6 +13,7 @@ mapping between the model's item_idx and the simulator's items.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtrec.config import SimulatorConfig
 from mtrec.simulator.world import World
 
 
@@ -118,6 +120,48 @@ class QualityOracle:
 
     def score_all(self, history: torch.Tensor) -> torch.Tensor:
         return _with_padding_column(self.scores.expand(history.shape[0], -1).clone())
+
+
+class UserStateOracle(ABC):
+    """Base of the oracles that read the simulated users' hidden state: their
+    current interest (it drifts while they interact) and susceptibility. The
+    online harness calls `world_scores` with the state of the users it serves
+    instead of `score_all` with their histories. Upper bounds for the headroom
+    table, never available to a real recommender."""
+
+    def __init__(self, world: World, config: SimulatorConfig):
+        self.world = world
+        self.config = config
+
+    @abstractmethod
+    def world_scores(self, interest: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """interest [B, T] of world users `users` [B] -> scores [B, n_world_items]."""
+
+
+class CTROracle(UserStateOracle):
+    """Ranks by each user's true click probability now (fit and clickbait):
+    what a perfect CTR model would show."""
+
+    def world_scores(self, interest: np.ndarray, users: np.ndarray) -> np.ndarray:
+        c = self.config
+        fit = interest @ self.world.item_topics.T  # [B, n_items]
+        bait = self.world.user_susceptibility[users, None] * self.world.item_clickbait[None, :]
+        # The logit ranks like the probability.
+        return c.click_bias + c.click_fit_weight * fit + c.click_bait_weight * bait
+
+
+class SatisfactionOracle(UserStateOracle):
+    """Ranks by each user's true expected mental reward of a click now (fit and
+    quality, no clickbait): what a perfect reward model would show."""
+
+    def world_scores(self, interest: np.ndarray, users: np.ndarray) -> np.ndarray:
+        c = self.config
+        fit = interest @ self.world.item_topics.T
+        return (
+            c.reward_bias
+            + c.reward_fit_weight * fit
+            + c.reward_quality_weight * self.world.item_quality[None, :]
+        )
 
 
 class TopicAffinityPolicy:

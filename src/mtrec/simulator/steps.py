@@ -2,7 +2,8 @@
 
 `online_evaluation` rebuilds the world and the logged data from the
 simulator config (both are functions of it), evaluates the baseline policies
-(random, popularity from the log, the quality oracle) and every trained
+(random, popularity from the log, and the oracles: item quality, each
+user's true click probability, each user's true expected reward) and every trained
 model directory given, on the same cohort, and writes one JSON report with
 each policy's summary, the paired comparisons against `baseline` and each
 policy's responsiveness.
@@ -17,12 +18,15 @@ from mtrec.config import OnlineConfig, SimulatorConfig
 from mtrec.simulator.logging_policy import generate_log
 from mtrec.simulator.online import evaluate_policies
 from mtrec.simulator.policies import (
+    CTROracle,
     ItemIndexMap,
     ModelPolicy,
     Policy,
     PopularityPolicy,
     QualityOracle,
     RandomPolicy,
+    SatisfactionOracle,
+    UserStateOracle,
 )
 from mtrec.simulator.responsiveness import cohort_responsiveness
 
@@ -38,10 +42,12 @@ def online_evaluation(
     log = generate_log(sim_config)
     world = log.world
     identity = ItemIndexMap.identity(world.n_items)
-    policies: dict[str, tuple[Policy, ItemIndexMap]] = {
+    policies: dict[str, tuple[Policy | UserStateOracle, ItemIndexMap]] = {
         "random": (RandomPolicy(world.n_items, seed=config.seed), identity),
         "popularity": (PopularityPolicy.from_log(log.frame, identity, world), identity),
         "quality_oracle": (QualityOracle(world, identity), identity),
+        "ctr_oracle": (CTROracle(world, sim_config), identity),
+        "satisfaction_oracle": (SatisfactionOracle(world, sim_config), identity),
     }
     for name, path in model_dirs.items():
         if name in policies:
@@ -53,6 +59,8 @@ def online_evaluation(
             policy, world, sim_config, config, item_map, responsiveness_top_k
         )
         for name, (policy, item_map) in policies.items()
+        # The state oracles do not rank from a history, which responsiveness probes.
+        if not isinstance(policy, UserStateOracle)
     }
     report["model_dirs"] = {name: str(path) for name, path in model_dirs.items()}
     out_path.parent.mkdir(parents=True, exist_ok=True)
