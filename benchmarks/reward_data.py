@@ -27,6 +27,7 @@ def prepare(
     source: str,
     simulator: SimulatorConfig | None = None,
     split: SplitConfig | None = None,
+    k_core: int = 0,
 ) -> Path:
     """Write out/raw, out/validated and out/processed; return the processed folder."""
     out = Path(out)
@@ -34,13 +35,16 @@ def prepare(
         simulator = (simulator or SimulatorConfig()).model_copy(
             update={"truth_path": str(out / "raw" / "simulator_truth.npz")}
         )
+        # The world's weights beside its truth, for evaluation-only references.
+        (out / "raw").mkdir(parents=True, exist_ok=True)
+        (out / "raw" / "simulator_config.json").write_text(simulator.model_dump_json(indent=1))
     data = DataConfig(source=source, simulator=simulator if source == "synthetic" else None)
     ingest(data, out / "raw" / "exposures.parquet")
     validate_exposures(
         out / "raw" / "exposures.parquet",
         out / "validated" / "exposures.parquet",
         out / "validation.json",
-        ValidateConfig(),
+        ValidateConfig(k_core=k_core),
     )
     split_exposures(
         out / "validated" / "exposures.parquet", out / "processed", split or SplitConfig()
@@ -52,6 +56,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--source", default="synthetic", choices=["synthetic", "ml-100k"])
+    parser.add_argument(
+        "--k-core",
+        type=int,
+        default=None,
+        help="validate.k_core; default 3 for the simulator (in the default world one user "
+        "of 1,000 clicks fewer than 3 times, which leave-one-out cannot split), 0 for ML-100k",
+    )
     parser.add_argument("--seed", type=int, default=7, help="simulator world seed")
     parser.add_argument("--n-users", type=int, default=1000)
     parser.add_argument("--n-items", type=int, default=500)
@@ -65,7 +76,8 @@ def main() -> None:
         sessions_per_user=args.sessions_per_user,
         max_session_length=args.max_session_length,
     )
-    processed = prepare(args.out, args.source, simulator)
+    k_core = args.k_core if args.k_core is not None else (3 if args.source == "synthetic" else 0)
+    processed = prepare(args.out, args.source, simulator, k_core=k_core)
     print(json.loads((processed / "meta.json").read_text()))
 
 
