@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtrec.config import RewardConfig, load_params
+from mtrec.config import RewardConfig, SimulatorConfig, load_params
 from mtrec.data.processed import load_processed
 from mtrec.evaluation.metrics import spearman
 from mtrec.reward.ceiling import fit_supervised_ceiling
@@ -44,8 +44,9 @@ from mtrec.reward.distill import fit_state_regression
 from mtrec.reward.mdp import concat_splits, display_distribution, split_views
 from mtrec.reward.proxies import behavioural_proxies, proxy_session_gap
 from mtrec.reward.qnetwork import load_qnetwork
-from mtrec.reward.readout import compute_rewards, recovery_report
+from mtrec.reward.readout import compute_rewards, readout_scores, recovery_report
 from mtrec.reward.train import MONITORED, behaviour_only, best_epoch, train_reward
+from mtrec.simulator.world import load_world
 
 CEILING = "supervised_ceiling"
 METRICS = ("spearman_true_reward", "auc_satisfied", "auc_rating_4_vs_2")
@@ -90,6 +91,38 @@ def summarise(runs: list[dict], splits: tuple[str, ...]) -> dict:
                 }
         summary[split] = {"scores": table, "fraction_of_ceiling": fractions}
     return summary
+
+
+def world_references(truth, raw: Path) -> dict[str, np.ndarray]:
+    """Scores that read the simulator's hidden world (evaluation-only references,
+    no learned model can see them), row-aligned with `truth`:
+
+    - `world_expected_reward`: the true mean reward of (user, item) at the user's
+      base interest (no reward noise, no interest drift): about the best any
+      read-out of the state (h, i) can do;
+    - `world_item_quality`: the item part of it alone;
+    - `world_click_logit`: the true click logit at the base interest: what the
+      click choices reveal, i.e. what an IRL reward that explained every choice
+      would be (up to shaping). Clickbait is in it, not in the reward.
+    Empty when `raw` holds no world (ML-100k)."""
+    world_path, config_path = raw / "simulator_truth.npz", raw / "simulator_config.json"
+    if not (world_path.exists() and config_path.exists()):
+        return {}
+    world = load_world(world_path)
+    sim = SimulatorConfig.model_validate_json(config_path.read_text())
+    users = truth["user_id"].astype(int).to_numpy() - 1
+    items = truth["item_id"].astype(int).to_numpy() - 1
+    fit = np.einsum("nt,nt->n", world.user_preferences[users], world.item_topics[items])
+    bait = world.user_susceptibility[users] * world.item_clickbait[items]
+    return {
+        "world_expected_reward": sim.reward_bias
+        + sim.reward_fit_weight * fit
+        + sim.reward_quality_weight * world.item_quality[items],
+        "world_item_quality": world.item_quality[items],
+        "world_click_logit": sim.click_bias
+        + sim.click_fit_weight * fit
+        + sim.click_bait_weight * bait,
+    }
 
 
 def distillation_targets(rewards, baselines, log, gamma: float) -> dict[str, np.ndarray]:
@@ -186,6 +219,7 @@ def main() -> None:
         log, processed.n_items, proxy_session_gap(base.session_gap), watch_ratio
     )
     ceiling_target = next((c for c in ("true_reward", "rating") if c in truth.columns), None)
+    references = world_references(truth, args.processed.parent / "raw")
     display = display_distribution(processed.train, processed.n_items)
     splits = ("valid", "test")
     runs = []
@@ -207,6 +241,8 @@ def main() -> None:
             load_qnetwork(folder), log, config, display, device, progress=False
         )
         scores = baselines.copy()
+        for name, values in references.items():
+            scores[name] = values
         ceiling_history = None
         if ceiling_target is not None and not args.no_ceiling:
             predictions, ceiling_history = fit_supervised_ceiling(
@@ -223,6 +259,17 @@ def main() -> None:
                     config, log, target, processed.n_items, device, holdout_users=0.1
                 )
         recovery = recovery_report(rewards, truth[signals], scores)
+        if "world_click_logit" in references:
+            # What the read-outs track: the true reward, or what drove the clicks?
+            positive = (rewards["response"] == 1).to_numpy()
+            logit = references["world_click_logit"]
+            for split in splits:
+                rows = positive & (rewards["split"] == split).to_numpy()
+                for name, score in readout_scores(rewards).items():
+                    ok = rows & np.isfinite(score)
+                    recovery[split][f"spearman_world_click_logit__{name}"] = spearman(
+                        score[ok], logit[ok]
+                    )
         run = {
             "seed": seed,
             "train_seconds": round(train_seconds, 1),

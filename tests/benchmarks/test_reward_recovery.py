@@ -53,3 +53,30 @@ def test_distillation_targets_drop_only_futures_the_split_cut_off(recovery):
     np.testing.assert_allclose(
         targets["distilled_q_plus_next_value"], [2.0, np.nan, 1.0, 1.0, np.nan]
     )
+
+
+def test_world_references_read_the_hidden_world_and_only_where_there_is_one(recovery, tmp_path):
+    from mtrec.config import SimulatorConfig
+    from mtrec.simulator.world import make_world, save_world
+
+    sim = SimulatorConfig(n_users=4, n_items=6)
+    world = make_world(sim)
+    truth = pd.DataFrame({"user_id": ["1", "3"], "item_id": ["2", "6"]})
+    assert recovery.world_references(truth, tmp_path) == {}  # ML-100k: no world
+    save_world(world, tmp_path / "simulator_truth.npz")
+    (tmp_path / "simulator_config.json").write_text(sim.model_dump_json())
+    refs = recovery.world_references(truth, tmp_path)
+    users, items = np.array([0, 2]), np.array([1, 5])
+    fit = (world.user_preferences[users] * world.item_topics[items]).sum(axis=1)
+    np.testing.assert_allclose(
+        refs["world_expected_reward"],
+        sim.reward_bias
+        + sim.reward_fit_weight * fit
+        + sim.reward_quality_weight * world.item_quality[items],
+    )
+    np.testing.assert_allclose(refs["world_item_quality"], world.item_quality[items])
+    bait = world.user_susceptibility[users] * world.item_clickbait[items]
+    np.testing.assert_allclose(
+        refs["world_click_logit"],
+        sim.click_bias + sim.click_fit_weight * fit + sim.click_bait_weight * bait,
+    )
