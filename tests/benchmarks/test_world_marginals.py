@@ -32,7 +32,7 @@ def hand_log() -> pd.DataFrame:
     plus one row of c with no timestamp (dropped)."""
     rows = [
         # user, item, timestamp, response, watch_ratio, true_reward
-        ("b", "i5", 5030, 1, 2.5, 1.2),
+        ("b", "i5", 5030, 0, NAN, NAN),
         ("a", "i1", 0, 1, 0.1, -1.0),
         ("a", "i3", 3720, 1, 0.2, -0.5),
         ("c", "i9", 50, 0, NAN, NAN),
@@ -42,7 +42,7 @@ def hand_log() -> pd.DataFrame:
         ("b", "i6", 5060, 0, NAN, NAN),
         ("c", "i8", None, 1, 0.9, 0.3),
         ("a", "i4", 7400, 1, 0.5, 0.1),
-        ("b", "i7", 5000, 0, NAN, NAN),
+        ("b", "i7", 5000, 1, 2.5, 1.2),
     ]
     return pd.DataFrame(
         rows,
@@ -73,9 +73,9 @@ def test_every_marginal_on_a_log_computed_by_hand(wm):
     assert m["disappointing_click_share"] == pytest.approx(3 / 6)
     # continues: a@0 a@60 a@120 b@5000 b@5030 (5 of 10 rows)
     assert m["continuation_after_exposure"] == pytest.approx(0.5)
-    # clicks: a@0 yes, a@120 yes, a@3720 no, a@7400 no, b@100 no, b@5030 yes
+    # clicks: a@0 yes, a@120 yes, a@3720 no, a@7400 no, b@100 no, b@5000 yes
     assert m["continuation_after_click"] == pytest.approx(0.5)
-    # disappointing a@0 yes, a@3720 no, b@100 no; others a@120 yes, a@7400 no, b@5030 yes
+    # disappointing a@0 yes, a@3720 no, b@100 no; others a@120 yes, a@7400 no, b@5000 yes
     assert m["continuation_after_disappointing_click"] == pytest.approx(1 / 3)
     assert m["continuation_after_other_click"] == pytest.approx(2 / 3)
     assert m["continuation_gap"] == pytest.approx(1 / 3)
@@ -92,6 +92,17 @@ def test_millisecond_timestamps_split_at_the_same_gap(wm):
     assert in_ms == wm.marginals(hand_log(), unit="s")
     # Read as seconds, every 60 000-unit step is a pause: one session per row.
     assert wm.marginals(log, unit="s")["sessions"] == 10
+
+
+def test_clicks_without_a_true_reward_are_left_out_of_the_truth_marginals(wm):
+    log = hand_log()
+    log.loc[(log["user_id"] == "b") & (log["timestamp"] == 5000), "true_reward"] = NAN
+    m = wm.marginals(log)
+    assert m["positives_with_true_reward"] == 5
+    # five pairs, rank differences -1 -1 2 0 0: rho = 1 - 6 * 6 / (5 * 24)
+    assert m["spearman_watch_ratio_true_reward"] == pytest.approx(0.7)
+    assert m["negative_true_reward_share"] == pytest.approx(3 / 5)
+    assert m["positives_with_watch_ratio"] == 6
 
 
 def test_positive_only_logs_have_no_ctr_and_no_truth(wm):
@@ -142,6 +153,11 @@ def test_simulated_side_on_a_tiny_world(wm, tmp_path, monkeypatch):
     assert m["disappointing_click_share"] == pytest.approx(disappointing.mean())
     assert m["continuation_after_disappointing_click"] == 0.0
     assert m["continuation_after_other_click"] > 0.5
+    # Every simulated click has a watch ratio: clicks = disappointing + other.
+    share = m["disappointing_click_share"]
+    assert m["continuation_after_click"] == pytest.approx(
+        share * 0.0 + (1 - share) * m["continuation_after_other_click"]
+    )
 
 
 def test_the_command_writes_both_columns_side_by_side(wm, tmp_path):
