@@ -35,8 +35,8 @@ not a number are dropped and counted in `rows_dropped`):
 - Sessions. Each user's log is split wherever the time between two consecutive
   exposures is > `--session-gap` seconds (default 3600, the project's
   `DEFAULT_SESSION_GAP`); a gap of exactly the threshold stays in the session.
-  The timestamp unit is seconds, or milliseconds for KuaiRand (its `time_ms`
-  column is kept as is by the source); `--timestamp-unit` overrides it. The
+  Every source gives seconds (KuaiRand's `time_ms` is converted by the
+  source); `--timestamp-unit ms` is for a `table` file in milliseconds. The
   split is `mtrec.reward.proxies.session_outcomes` (the reward proxies' own
   continuation): a session starts at a user's first row and after each row that
   has no continuation. exposures_per_session: mean, median, p90 over sessions;
@@ -86,13 +86,12 @@ from mtrec.reward.proxies import DEFAULT_SESSION_GAP, session_outcomes
 DEFAULT_DISAPPOINTING_BELOW = 0.3
 WATCH_QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
 TIMESTAMP_UNITS_PER_SECOND = {"s": 1, "ms": 1000}
-# The unit each source's `timestamp` column comes in (seconds unless listed):
-# the KuaiRand source keeps `time_ms` as it is.
-SOURCE_TIMESTAMP_UNIT = {"kuairand": "ms"}
 
 
 def timestamp_unit(source: str, override: str | None = None) -> str:
-    return override or SOURCE_TIMESTAMP_UNIT.get(source, "s")
+    """Every source gives seconds (the KuaiRand source converts `time_ms`);
+    a `table` file in milliseconds says so with `--timestamp-unit ms`."""
+    return override or "s"
 
 
 def _summary(values: np.ndarray) -> dict[str, float | None]:
@@ -255,8 +254,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--timestamp-unit",
         choices=sorted(TIMESTAMP_UNITS_PER_SECOND),
-        help="unit of --source's timestamps (default: ms for kuairand, s otherwise; "
-        "the simulator's are seconds)",
+        help="unit of --source's timestamps (default s: every source converts to seconds; "
+        "ms for a `table` file in milliseconds)",
     )
     parser.add_argument("--session-gap", type=int, default=DEFAULT_SESSION_GAP, help="seconds")
     parser.add_argument("--disappointing-below", type=float, default=DEFAULT_DISAPPOINTING_BELOW)

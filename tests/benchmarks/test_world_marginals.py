@@ -171,7 +171,7 @@ def test_the_command_writes_both_columns_side_by_side(wm, tmp_path):
     wm.main(argv)
     result = json.loads(out.read_text())
     assert result["command"].startswith("python benchmarks/world_marginals.py --params")
-    assert result["sources"]["kuairand"]["timestamp_unit"] == "ms"
+    assert result["sources"]["kuairand"]["timestamp_unit"] == "s"  # the source converts
     assert result["sources"]["simulated"]["simulator"]["n_users"] == 40
     assert result["columns"]["simulated"]["users"] == 40
     # The KuaiRand column, from the raw file: watch ratio = play / duration of clicks.

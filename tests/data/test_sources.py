@@ -43,8 +43,27 @@ def test_kuairand_log_has_real_negatives_and_watch_ratio():
     raw = pd.read_csv(FIXTURES / "kuairand_log_standard_4_08_to_4_21_pure.csv")
     expected = raw["play_time_ms"] / raw["duration_ms"]
     assert frame["watch_ratio"].to_numpy() == pytest.approx(expected.to_numpy())
-    assert frame["timestamp"].iloc[0] == raw["time_ms"].iloc[0]
+    # time_ms becomes seconds, the canonical unit (a 3600 s session gap is an hour).
+    assert frame["timestamp"].iloc[0] == raw["time_ms"].iloc[0] // 1000
+    assert frame["timestamp"].max() < 10**10
     assert_valid(frame)
+
+
+def test_kuairand_keeps_the_millisecond_order_within_a_second(tmp_path):
+    raw = pd.read_csv(FIXTURES / "kuairand_log_standard_4_08_to_4_21_pure.csv")
+    second = (raw["time_ms"].iloc[0] // 1000) * 1000
+    # Two exposures of one user in the same second, written to the file late one first.
+    head = raw.iloc[[0, 1]].copy()
+    head["user_id"] = head["user_id"].iloc[0]
+    head["time_ms"] = [second + 900, second + 100]
+    head["video_id"] = [111111, 222222]
+    path = tmp_path / "log_standard_x.csv"
+    pd.concat([head, raw.iloc[2:]]).to_csv(path, index=False)
+    frame = read_source(DataConfig(source="kuairand", path=str(path)))
+    same_second = frame[frame["item_id"].isin(["111111", "222222"])]
+    assert same_second["timestamp"].nunique() == 1
+    assert same_second["item_id"].tolist() == ["222222", "111111"]
+    assert len(frame) == len(raw)
 
 
 @pytest.mark.parametrize("name", ["amazon_ratings.csv", "amazon_reviews.jsonl"])

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mtrec.config import DataConfig
@@ -211,6 +212,15 @@ def read_kuairand(config: DataConfig) -> pd.DataFrame:
     frame = raw.rename(
         columns={"video_id": "item_id", "time_ms": "timestamp", "is_click": "response"}
     )
+    milliseconds = pd.to_numeric(frame["timestamp"], errors="coerce")
+    if milliseconds.notna().all():
+        # The canonical unit is seconds (session gaps, the reward's episodes). Rows go
+        # in millisecond order first: the split breaks ties of whole seconds by row
+        # order, so exposures within one second keep their order. A column that is not
+        # all numbers is left as it is, for validation to name the bad rows.
+        order = np.argsort(milliseconds.to_numpy(), kind="stable")
+        frame = frame.iloc[order].reset_index(drop=True)
+        frame["timestamp"] = (milliseconds.to_numpy()[order] // 1000).astype(np.int64)
     if {"play_time_ms", "duration_ms"} <= set(frame.columns):
         play = pd.to_numeric(frame["play_time_ms"], errors="coerce")
         duration = pd.to_numeric(frame["duration_ms"], errors="coerce")
