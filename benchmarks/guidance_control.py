@@ -3,12 +3,16 @@
 MTRec's guidance can only help as far as its reward knows which items
 satisfy. To separate "the reward is uninformative" from "the alignment loss
 cannot help on this data", this trains the guided candidate with a reward that
-*does* know: r(s, 1) = the item's mean rating in the train split (shrunk toward
+*does* know: r(s, 1) = the item's mean rating in the train split (or another
+satisfaction signal, `--signal`: the simulator's true reward; shrunk toward
 the global mean with `--prior-count` pseudo-ratings, then z-scored over the
-train exposures; items without a train rating get 0) and r(s, 0) = 0. It uses
+train exposures; an item without a train rating gets the global mean) and
+r(s, 0) = 0. It uses
 the satisfaction signal on purpose: a labelled upper-bound control, never a
 pipeline option. Valid and test ratings are never read (the reward comes from
-train; checkpoints and the reported choice use validation only).
+train; checkpoints and the reported choice use validation only). On the
+simulator, `headroom.py --candidates <work>/candidates` then measures the
+control online.
 
 The control table is a copy of the pipeline's read-out table with the guidance
 columns (`mtrec`: reward_pos_mean_z / reward_neg_mean_z) replaced, so the same
@@ -46,11 +50,14 @@ from mtrec.training.recommender import train_recommender
 METRICS = ("NDCG_p@10", "NDCG@10", "HR_n@10", "AUC")
 
 
-def item_rating_reward(train: pd.DataFrame, n_items: int, prior_count: float) -> np.ndarray:
-    """[n_items + 1]: shrunk mean train rating per item_idx (index 0 unused)."""
-    rated = train[(train["response"] == 1) & train["rating"].notna()]
-    global_mean = float(rated["rating"].mean())
-    sums = np.bincount(rated["item_idx"], weights=rated["rating"], minlength=n_items + 1)
+def item_rating_reward(
+    train: pd.DataFrame, n_items: int, prior_count: float, signal: str = "rating"
+) -> np.ndarray:
+    """[n_items + 1]: shrunk mean of `signal` over each item_idx's train
+    positives (index 0 unused)."""
+    rated = train[(train["response"] == 1) & train[signal].notna()]
+    global_mean = float(rated[signal].mean())
+    sums = np.bincount(rated["item_idx"], weights=rated[signal], minlength=n_items + 1)
     counts = np.bincount(rated["item_idx"], minlength=n_items + 1)
     return (sums + prior_count * global_mean) / (counts + prior_count)
 
@@ -77,6 +84,13 @@ def main() -> None:
     parser.add_argument("--betas", type=float, nargs="+", default=[0.03])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--prior-count", type=float, default=5.0)
+    parser.add_argument(
+        "--signal",
+        default="rating",
+        choices=["rating", "true_reward", "watch_ratio"],
+        help="the train satisfaction signal the control reward averages per item "
+        "(true_reward: the simulator's)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/guidance_control"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--level", type=float, default=0.95)
@@ -90,10 +104,10 @@ def main() -> None:
     config = params.recommender
     read_out_path = config.rewards_table(args.backbone)
     train = pd.read_parquet(processed / "train.parquet")
-    if "rating" not in train.columns:
-        raise SystemExit("the control needs ratings in the train split (ML-100k)")
+    if args.signal not in train.columns:
+        raise SystemExit(f"the control needs {args.signal!r} in the train split")
     n_items = json.loads((processed / "meta.json").read_text())["n_items"]
-    item_reward = item_rating_reward(train, n_items, args.prior_count)
+    item_reward = item_rating_reward(train, n_items, args.prior_count, args.signal)
     table = control_table(pd.read_parquet(read_out_path), item_reward)
     table_path = args.work / "rewards" / f"{args.backbone}.parquet"
     table_path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,9 +155,10 @@ def main() -> None:
     result = {
         "benchmark": "guidance_control",
         "command": "python benchmarks/guidance_control.py "
-        + f"--backbone {args.backbone} --betas {' '.join(f'{b:g}' for b in args.betas)} "
+        + f"--backbone {args.backbone} --signal {args.signal} "
+        + f"--betas {' '.join(f'{b:g}' for b in args.betas)} "
         + f"--seeds {' '.join(map(str, args.seeds))} --out {args.out}",
-        "control_reward": "item mean train rating, shrunk with "
+        "control_reward": f"item mean train {args.signal}, shrunk with "
         f"{args.prior_count:g} pseudo-ratings, z-scored over train exposures; r(s,0) = 0",
         "backbone": args.backbone,
         "seeds": args.seeds,
