@@ -4,7 +4,8 @@ MTRec's guidance can only help as far as its reward knows which items
 satisfy. To separate "the reward is uninformative" from "the alignment loss
 cannot help on this data", this trains the guided candidate with a reward that
 *does* know: r(s, 1) = the item's mean rating in the train split (or another
-satisfaction signal, `--signal`: the simulator's true reward; shrunk toward
+satisfaction signal, `--signal`: the simulator's true reward; or, with no label
+at all, `continuation`, the behavioural proxy an IRL reward must beat; shrunk toward
 the global mean with `--prior-count` pseudo-ratings, then z-scored over the
 train exposures; an item without a train rating gets the global mean) and
 r(s, 0) = 0. It uses
@@ -45,6 +46,7 @@ from guided_vs_base import per_seed
 from mtrec.config import load_params
 from mtrec.evaluation.evaluate import evaluate_candidates
 from mtrec.reward.alignment import GUIDANCE_COLUMNS
+from mtrec.reward.proxies import proxy_session_gap, session_outcomes
 from mtrec.training.recommender import train_recommender
 
 METRICS = ("NDCG_p@10", "NDCG@10", "HR_n@10", "AUC")
@@ -59,7 +61,24 @@ def item_rating_reward(
     global_mean = float(rated[signal].mean())
     sums = np.bincount(rated["item_idx"], weights=rated[signal], minlength=n_items + 1)
     counts = np.bincount(rated["item_idx"], minlength=n_items + 1)
-    return (sums + prior_count * global_mean) / (counts + prior_count)
+    weight = counts + prior_count
+    # An item with neither signal nor prior (prior_count 0) gets the global mean.
+    shrunk = (sums + prior_count * global_mean) / np.where(weight > 0, weight, 1.0)
+    return np.where(weight > 0, shrunk, global_mean)
+
+
+def with_continuation(train: pd.DataFrame, session_gap: int) -> pd.DataFrame:
+    """`train` plus `continuation`: 1 when the user's next exposure follows within
+    `session_gap` (the reward proxies' own definition), from behaviour alone."""
+    ordered = train.sort_values(["user_idx", "timestamp"], kind="stable")
+    outcomes = session_outcomes(
+        ordered["user_idx"].to_numpy(),
+        ordered["timestamp"].to_numpy(),
+        ordered["response"].to_numpy(),
+        session_gap,
+    )
+    continuation = pd.Series(outcomes["continuation"], index=ordered.index)
+    return train.assign(continuation=continuation.reindex(train.index))
 
 
 def control_table(
@@ -87,9 +106,10 @@ def main() -> None:
     parser.add_argument(
         "--signal",
         default="rating",
-        choices=["rating", "true_reward", "watch_ratio"],
-        help="the train satisfaction signal the control reward averages per item "
-        "(true_reward: the simulator's)",
+        choices=["rating", "true_reward", "watch_ratio", "continuation"],
+        help="the train signal the control reward averages per item: a satisfaction "
+        "label (rating; true_reward, the simulator's) or continuation (did the user act "
+        "again in the session after the click: behaviour only, no label)",
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/guidance_control"))
     parser.add_argument("--threads", type=int, default=1)
@@ -104,6 +124,8 @@ def main() -> None:
     config = params.recommender
     read_out_path = config.rewards_table(args.backbone)
     train = pd.read_parquet(processed / "train.parquet")
+    if args.signal == "continuation":
+        train = with_continuation(train, proxy_session_gap(params.reward.session_gap))
     if args.signal not in train.columns:
         raise SystemExit(f"the control needs {args.signal!r} in the train split")
     n_items = json.loads((processed / "meta.json").read_text())["n_items"]
