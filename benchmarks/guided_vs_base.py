@@ -52,7 +52,8 @@ def paired(guided: dict[str, float], base: dict[str, float], level: float) -> di
         "guided_mean": float(np.mean(a)) if a else math.nan,
         "base_mean": base_mean,
         "diff_mean": mean,
-        "relative_gain": mean / base_mean if base_mean else math.nan,
+        # Divided by |base| as the interval is: the sign is the difference's.
+        "relative_gain": mean / abs(base_mean) if base_mean else math.nan,
         "interval": {
             "level": level,
             "lower": low * abs(base_mean),

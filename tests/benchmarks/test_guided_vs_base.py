@@ -33,3 +33,17 @@ def test_one_seed_gives_no_interval(guided_vs_base):
     row = guided_vs_base.paired({"0": 0.2}, {"0": 0.1}, 0.95)
     assert row["diff_mean"] == pytest.approx(0.1)
     assert math.isnan(row["interval"]["lower"]) and math.isnan(row["interval"]["upper"])
+
+
+def test_a_negative_base_keeps_the_sign_of_the_difference(guided_vs_base):
+    # A reward per item shown below 0: the guided side is higher, the gain is positive.
+    row = guided_vs_base.paired(
+        {"0": -0.02, "1": 0.01, "2": -0.04}, {"0": -0.1, "1": -0.08, "2": -0.09}, 0.95
+    )
+    assert row["diff_mean"] > 0
+    assert row["relative_gain"] > 0
+    assert (
+        row["relative_interval"]["lower"]
+        <= row["relative_gain"]
+        <= row["relative_interval"]["upper"]
+    )
