@@ -1,28 +1,32 @@
-"""Can the alignment loss move NDCG_p at all on this data? A labelled control.
+"""Can the alignment loss move NDCG_p at all on this data? Guidance controls.
 
 MTRec's guidance can only help as far as its reward knows which items
 satisfy. To separate "the reward is uninformative" from "the alignment loss
-cannot help on this data", this trains the guided candidate with a reward that
-*does* know: r(s, 1) = the item's mean rating in the train split (or another
-satisfaction signal, `--signal`: the simulator's true reward; or, with no label
-at all, `continuation`, the behavioural proxy an IRL reward must beat; shrunk toward
-the global mean with `--prior-count` pseudo-ratings, then z-scored over the
-train exposures; an item without a train rating gets the global mean) and
-r(s, 0) = 0. It uses
-the satisfaction signal on purpose: a labelled upper-bound control, never a
-pipeline option. Valid and test ratings are never read (the reward comes from
-train; checkpoints and the reported choice use validation only). On the
-simulator, `headroom.py --candidates <work>/candidates` then measures the
-control online.
+cannot help on this data", this trains the guided candidate with other
+rewards in place of the learned one (`--signal`), each the same way:
 
-The control table is a copy of the pipeline's read-out table with the guidance
-columns (`mtrec`: reward_pos_mean_z / reward_neg_mean_z) replaced, so the same
-`train_recommender` and `evaluate_candidates` run on it. The unguided
-candidate is trained beside it on the same seeds; the comparison is the
-paired t-interval over seeds of `guided_vs_base.py`.
+- a labelled control that *does* know: r(s, 1) = the item's mean train rating
+  (`rating`, ML-100k) or true reward (`true_reward`, the simulator). It uses
+  the satisfaction signal on purpose, as an upper bound; never a pipeline
+  option, and valid/test labels are never read;
+- a label-free proxy, `continuation`: the item's share of train clicks after
+  which the user acted again in the session (behaviour only): the bar any
+  IRL reward must beat;
+- `learned`: the pipeline's own read-out table unchanged, so the IRL reward
+  gets the same beta grid.
 
-    python benchmarks/guidance_control.py --backbone gru4rec --betas 0.03 0.3 \
-        --seeds 0 1 2 3 4 --work /tmp/guidance_control \
+Item means are shrunk toward the global mean with `--prior-count`
+pseudo-observations (an item with none gets the global mean), z-scored over
+the train exposures, with r(s, 0) = 0. The table is a copy of the pipeline's
+read-out with the guidance columns (`mtrec`: reward_pos_mean_z /
+reward_neg_mean_z) replaced, so the same `train_recommender` and
+`evaluate_candidates` run on it. The unguided candidate is trained beside it
+on the same seeds; the comparison is the paired t-interval over seeds of
+`guided_vs_base.py`; beta is chosen on validation. On the simulator,
+`headroom.py --candidates <work>/candidates` then measures each online.
+
+    python benchmarks/guidance_control.py --backbone gru4rec --signal rating \
+        --betas 0.03 0.3 --seeds 0 1 2 3 4 --work /tmp/guidance_control \
         --out benchmarks/results/guidance_control_ml100k_gru4rec.json
 
 (after `dvc repro` has written data/processed and the read-out table).
@@ -106,10 +110,11 @@ def main() -> None:
     parser.add_argument(
         "--signal",
         default="rating",
-        choices=["rating", "true_reward", "watch_ratio", "continuation"],
+        choices=["rating", "true_reward", "watch_ratio", "continuation", "learned"],
         help="the train signal the control reward averages per item: a satisfaction "
         "label (rating; true_reward, the simulator's) or continuation (did the user act "
-        "again in the session after the click: behaviour only, no label)",
+        "again in the session after the click: behaviour only, no label); learned: the "
+        "pipeline's own read-out table unchanged (the same beta grid for the IRL reward)",
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/guidance_control"))
     parser.add_argument("--threads", type=int, default=1)
@@ -123,14 +128,16 @@ def main() -> None:
     processed = params.paths.processed
     config = params.recommender
     read_out_path = config.rewards_table(args.backbone)
-    train = pd.read_parquet(processed / "train.parquet")
-    if args.signal == "continuation":
-        train = with_continuation(train, proxy_session_gap(params.reward.session_gap))
-    if args.signal not in train.columns:
-        raise SystemExit(f"the control needs {args.signal!r} in the train split")
-    n_items = json.loads((processed / "meta.json").read_text())["n_items"]
-    item_reward = item_rating_reward(train, n_items, args.prior_count, args.signal)
-    table = control_table(pd.read_parquet(read_out_path), item_reward)
+    table = pd.read_parquet(read_out_path)
+    if args.signal != "learned":
+        train = pd.read_parquet(processed / "train.parquet")
+        if args.signal == "continuation":
+            train = with_continuation(train, proxy_session_gap(params.reward.session_gap))
+        if args.signal not in train.columns:
+            raise SystemExit(f"the control needs {args.signal!r} in the train split")
+        n_items = json.loads((processed / "meta.json").read_text())["n_items"]
+        item_reward = item_rating_reward(train, n_items, args.prior_count, args.signal)
+        table = control_table(table, item_reward)
     table_path = args.work / "rewards" / f"{args.backbone}.parquet"
     table_path.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(table_path)
@@ -180,7 +187,9 @@ def main() -> None:
         + f"--backbone {args.backbone} --signal {args.signal} "
         + f"--betas {' '.join(f'{b:g}' for b in args.betas)} "
         + f"--seeds {' '.join(map(str, args.seeds))} --out {args.out}",
-        "control_reward": f"item mean train {args.signal}, shrunk with "
+        "control_reward": "the pipeline's read-out (QR-IQL), unchanged"
+        if args.signal == "learned"
+        else f"item mean train {args.signal}, shrunk with "
         f"{args.prior_count:g} pseudo-ratings, z-scored over train exposures; r(s,0) = 0",
         "backbone": args.backbone,
         "seeds": args.seeds,
