@@ -54,7 +54,12 @@ def _shipped() -> dict[str, type[BaseModel]]:
         ReweightedLossConfig,
         TruncatedLossConfig,
     )
-    from mtrec.reward.options import AlignmentOptions, CVaROptions, ExpectedOptions
+    from mtrec.reward.options import (
+        AlignmentOptions,
+        CVaROptions,
+        ExpectedOptions,
+        ProxyOptions,
+    )
 
     return {
         "none": NoOptions,
@@ -66,6 +71,7 @@ def _shipped() -> dict[str, type[BaseModel]]:
         "irl": AlignmentOptions,
         "mtrec-expected": ExpectedOptions,
         "mtrec-cvar": CVaROptions,
+        "proxy-continuation": ProxyOptions,
     }
 
 

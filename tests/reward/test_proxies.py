@@ -45,3 +45,27 @@ def test_proxies_read_item_statistics_from_train_and_futures_from_each_view():
     assert proxies["item_continuation"].iloc[0] == 1.0
     assert proxies["item_continuation"].iloc[1] == 0.0  # item 2: its one train click ended the view
     np.testing.assert_allclose(proxies["watch_ratio"], log["watch_ratio"])
+
+
+def test_item_continuation_reward_is_the_train_share_of_clicks_followed_in_session():
+    from mtrec.reward.proxies import item_continuation_reward
+
+    # User 1 clicks item 1 then goes on 10 s later; clicks item 2 and comes back a
+    # day later (left). User 2 clicks item 1 and goes on. Valid rows: no statistics.
+    table = pd.DataFrame(
+        {
+            "split": ["train"] * 5 + ["valid"],
+            "user_idx": [1, 1, 1, 2, 2, 1],
+            "item_idx": [1, 3, 2, 1, 3, 2],
+            "timestamp": [0, 10, 20, 0, 5, 90_000],
+            "response": [1, 0, 1, 1, 0, 1],
+        }
+    )
+    # Continuation of the clicks: item 1 twice 1 (share 1), item 2 once 0 (the last
+    # train row of user 1 has no next row: 0). Without shrinkage:
+    reward = item_continuation_reward(table, session_gap=3600, prior_count=0.0)
+    # Rows show items 1, 3, 2, 1, 3, 2; item 3 was never clicked: the global share 2/3.
+    share = np.array([1.0, 2 / 3, 0.0, 1.0, 2 / 3, 0.0])
+    train = share[:5]
+    np.testing.assert_allclose(reward, (share - train.mean()) / train.std())
+    assert reward[5] == reward[2]  # the valid row of item 2 gets item 2's train share

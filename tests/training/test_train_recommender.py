@@ -259,6 +259,53 @@ def test_alignment_guidance_reads_rewards_and_moves_the_model(
     assert guided > unguided + 0.3
 
 
+def test_proxy_continuation_guidance_favours_items_users_went_on_after(toy_processed_dir, tmp_path):
+    """`proxy-continuation` derives its reward from the read-out table's log: when
+    users go on after clicking even items and leave after odd ones, the guided model
+    raises even items relative to the BCE-only model (and reads no label)."""
+    torch.set_num_threads(1)
+    data = load_processed(toy_processed_dir)
+    train = data.train.sort_values(["user_idx", "timestamp"], kind="stable")
+    even = (train["item_idx"] % 2 == 0).to_numpy()
+    # Re-time each user's log: the next exposure 10 s after an even item, a day after
+    # an odd one (each row's time is the sum of the gaps before it).
+    gaps = pd.Series(np.where(even, 10, 86_400), index=train.index)
+    timestamps = (gaps.groupby(train["user_idx"]).cumsum() - gaps).to_numpy()
+    table = pd.DataFrame(
+        {
+            "split": "train",
+            "split_row": train.index.to_numpy(),
+            "user_idx": train["user_idx"].to_numpy(),
+            "item_idx": train["item_idx"].to_numpy(),
+            "timestamp": timestamps,
+            "response": train["response"].to_numpy(),
+        }
+    )
+    rewards_path = tmp_path / "rewards.parquet"
+    table.to_parquet(rewards_path)
+    config = _config(max_epochs=3).model_copy(
+        update={"guidance_options": {"proxy-continuation": {"beta": 2.0, "prior_count": 0.0}}}
+    )
+
+    def even_minus_odd(guidance):
+        summary = train_recommender(
+            config,
+            "gru4rec",
+            guidance,
+            toy_processed_dir,
+            tmp_path / guidance,
+            rewards_path=rewards_path,
+        )
+        model = load_model(summary["seeds"]["0"]["model_dir"], device="cpu")
+        windows = split_windows(data, "test", model.max_history)
+        probs = exposure_probabilities(model, windows, 64, torch.device("cpu"))
+        test_even = (data.test["item_idx"] % 2 == 0).to_numpy()
+        return probs[test_even].mean() - probs[~test_even].mean()
+
+    guided, unguided = even_minus_odd("proxy-continuation"), even_minus_odd("none")
+    assert guided > unguided + 0.3
+
+
 def test_a_guidance_may_not_train_on_ratings_unless_registered_to(
     toy_processed_dir, tmp_path, monkeypatch
 ):

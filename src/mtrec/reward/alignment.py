@@ -13,6 +13,12 @@ and handed to the loss as `batch.extras[column]`. Guidances registered here:
                     quantiles; unset = the read-out's `reward.cvar_level`
     mtrec-expected  expected-next-value read-out  (ours; METHOD.md section 6)
     irl             mean reward of the -IRL model (columns prefixed `irl_`)
+
+and one that is not MTRec, the bar its reward must clear (METHOD.md section 4):
+
+    proxy-continuation  r(s, 1) = the item's share of train clicks after which the
+                    user went on in the session (behaviour only, z-scored on
+                    train), r(s, 0) = 0; derived from the read-out table's log
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from mtrec.data.sequences import WindowBatch
 from mtrec.models import ExposureOutputs
-from mtrec.reward.options import AlignmentOptions, CVaROptions, ExpectedOptions
+from mtrec.reward.options import AlignmentOptions, CVaROptions, ExpectedOptions, ProxyOptions
+from mtrec.reward.proxies import item_continuation_reward, proxy_session_gap
 from mtrec.reward.readout import IRL_PREFIX, cvar_columns, with_cvar_columns
 from mtrec.training.losses import (
     Loss,
@@ -121,3 +129,28 @@ def _mtrec_cvar(options: Mapping[str, Any], context: LossContext) -> AlignedBCEL
     if parsed.q is None:
         return AlignedBCELoss(context, parsed.beta, *GUIDANCE_COLUMNS["mtrec-cvar"])
     return AlignedBCELoss(context, parsed.beta, *cvar_columns(parsed.q), cvar_level=parsed.q)
+
+
+PROXY_COLUMNS = ("proxy_continuation_z", "proxy_zero")
+
+
+class ProxyAlignedLoss(AlignedBCELoss):
+    """The alignment loss with the item-continuation proxy as its reward."""
+
+    def __init__(self, context: LossContext, options: ProxyOptions) -> None:
+        super().__init__(context, options.beta, *PROXY_COLUMNS)
+        self.session_gap = proxy_session_gap(options.session_gap)
+        self.prior_count = options.prior_count
+
+    def prepare_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        if set(self.required_columns) <= set(table.columns):  # the loss contract
+            return table
+        reward = item_continuation_reward(table, self.session_gap, self.prior_count)
+        return table.assign(
+            **{PROXY_COLUMNS[0]: reward.astype("float32"), PROXY_COLUMNS[1]: np.float32(0.0)}
+        )
+
+
+@register_guidance("proxy-continuation", options=ProxyOptions)
+def _proxy_continuation(options: Mapping[str, Any], context: LossContext) -> ProxyAlignedLoss:
+    return ProxyAlignedLoss(context, ProxyOptions.model_validate(dict(options)))

@@ -115,3 +115,50 @@ def behavioural_proxies(
     if watch_ratio is not None:
         out["watch_ratio"] = np.asarray(watch_ratio, dtype=float)
     return out[[*ITEM_PROXIES, *ROW_PROXIES, *(["watch_ratio"] if watch_ratio is not None else [])]]
+
+
+def with_continuation(frame: pd.DataFrame, session_gap: int) -> pd.DataFrame:
+    """`frame` (one split: user_idx, timestamp, response) plus `continuation`: 1
+    when the user's next exposure follows within `session_gap`
+    (`session_outcomes`), in event order whatever the row order."""
+    ordered = frame.sort_values(["user_idx", "timestamp"], kind="stable")
+    outcomes = session_outcomes(
+        ordered["user_idx"].to_numpy(),
+        ordered["timestamp"].to_numpy(),
+        ordered["response"].to_numpy(),
+        session_gap,
+    )
+    continuation = pd.Series(outcomes["continuation"], index=ordered.index)
+    return frame.assign(continuation=continuation.reindex(frame.index))
+
+
+def shrunk_item_mean(
+    frame: pd.DataFrame, signal: str, n_items: int, prior_count: float
+) -> np.ndarray:
+    """[n_items + 1]: mean of `signal` over each item_idx's positives of `frame`,
+    shrunk toward the global mean with `prior_count` pseudo-observations; an
+    item with neither gets the global mean (index 0 unused)."""
+    rows = frame[(frame["response"] == 1) & frame[signal].notna()]
+    global_mean = float(rows[signal].mean()) if len(rows) else 0.0
+    sums = np.bincount(rows["item_idx"], weights=rows[signal], minlength=n_items + 1)
+    counts = np.bincount(rows["item_idx"], minlength=n_items + 1)
+    weight = counts + prior_count
+    shrunk = (sums + prior_count * global_mean) / np.where(weight > 0, weight, 1.0)
+    return np.where(weight > 0, shrunk, global_mean)
+
+
+def item_continuation_reward(
+    table: pd.DataFrame, session_gap: int, prior_count: float
+) -> np.ndarray:
+    """Per row of a read-out table (split, user_idx, item_idx, timestamp,
+    response): the row item's share of *train* clicks after which the user went
+    on in the session (`item_continuation`, shrunk), z-scored over the train
+    rows. Behaviour only: the proxy reward a learned reward must beat."""
+    train = (table["split"] == "train").to_numpy()
+    n_items = int(table["item_idx"].max())
+    share = shrunk_item_mean(
+        with_continuation(table[train], session_gap), "continuation", n_items, prior_count
+    )
+    raw = share[table["item_idx"].to_numpy()]
+    spread = raw[train].std()
+    return (raw - raw[train].mean()) / (spread if spread > 0 else 1.0)
