@@ -50,39 +50,10 @@ from guided_vs_base import per_seed
 from mtrec.config import load_params
 from mtrec.evaluation.evaluate import evaluate_candidates
 from mtrec.reward.alignment import GUIDANCE_COLUMNS
-from mtrec.reward.proxies import proxy_session_gap, session_outcomes
+from mtrec.reward.proxies import proxy_session_gap, shrunk_item_mean, with_continuation
 from mtrec.training.recommender import train_recommender
 
 METRICS = ("NDCG_p@10", "NDCG@10", "HR_n@10", "AUC")
-
-
-def item_rating_reward(
-    train: pd.DataFrame, n_items: int, prior_count: float, signal: str = "rating"
-) -> np.ndarray:
-    """[n_items + 1]: shrunk mean of `signal` over each item_idx's train
-    positives (index 0 unused)."""
-    rated = train[(train["response"] == 1) & train[signal].notna()]
-    global_mean = float(rated[signal].mean())
-    sums = np.bincount(rated["item_idx"], weights=rated[signal], minlength=n_items + 1)
-    counts = np.bincount(rated["item_idx"], minlength=n_items + 1)
-    weight = counts + prior_count
-    # An item with neither signal nor prior (prior_count 0) gets the global mean.
-    shrunk = (sums + prior_count * global_mean) / np.where(weight > 0, weight, 1.0)
-    return np.where(weight > 0, shrunk, global_mean)
-
-
-def with_continuation(train: pd.DataFrame, session_gap: int) -> pd.DataFrame:
-    """`train` plus `continuation`: 1 when the user's next exposure follows within
-    `session_gap` (the reward proxies' own definition), from behaviour alone."""
-    ordered = train.sort_values(["user_idx", "timestamp"], kind="stable")
-    outcomes = session_outcomes(
-        ordered["user_idx"].to_numpy(),
-        ordered["timestamp"].to_numpy(),
-        ordered["response"].to_numpy(),
-        session_gap,
-    )
-    continuation = pd.Series(outcomes["continuation"], index=ordered.index)
-    return train.assign(continuation=continuation.reindex(train.index))
 
 
 def control_table(
@@ -136,7 +107,7 @@ def main() -> None:
         if args.signal not in train.columns:
             raise SystemExit(f"the control needs {args.signal!r} in the train split")
         n_items = json.loads((processed / "meta.json").read_text())["n_items"]
-        item_reward = item_rating_reward(train, n_items, args.prior_count, args.signal)
+        item_reward = shrunk_item_mean(train, args.signal, n_items, args.prior_count)
         table = control_table(table, item_reward)
     table_path = args.work / "rewards" / f"{args.backbone}.parquet"
     table_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mtrec.reward.mdp import concat_splits
-from mtrec.reward.proxies import behavioural_proxies, session_outcomes
+from mtrec.reward.proxies import (
+    behavioural_proxies,
+    session_outcomes,
+    shrunk_item_mean,
+    with_continuation,
+)
 
 
 def test_session_outcomes_hand_computed():
@@ -69,3 +75,36 @@ def test_item_continuation_reward_is_the_train_share_of_clicks_followed_in_sessi
     train = share[:5]
     np.testing.assert_allclose(reward, (share - train.mean()) / train.std())
     assert reward[5] == reward[2]  # the valid row of item 2 gets item 2's train share
+
+
+def test_item_reward_is_the_shrunk_mean_of_train_ratings():
+    train = pd.DataFrame(
+        {
+            "item_idx": [1, 1, 2, 3, 3],
+            "response": [1, 1, 1, 0, 1],
+            "rating": [5.0, 3.0, 1.0, np.nan, np.nan],
+        }
+    )
+    reward = shrunk_item_mean(train, "rating", n_items=4, prior_count=1.0)
+    global_mean = 3.0  # (5 + 3 + 1) / 3: the skipped and unrated rows are not ratings
+    assert reward[1] == pytest.approx((5 + 3 + global_mean) / 3)
+    assert reward[2] == pytest.approx((1 + global_mean) / 2)
+    assert reward[3] == pytest.approx(global_mean)  # no rating: the prior alone
+    assert reward[4] == pytest.approx(global_mean)
+
+
+def test_continuation_comes_from_behaviour_within_the_session_gap():
+    # User 1: clicks at t=0 and t=10 (10 s apart: continued), then one row a day later.
+    # Rows are out of order in the file; continuation follows event order.
+    train = pd.DataFrame(
+        {
+            "user_idx": [1, 2, 1, 1],
+            "item_idx": [3, 1, 1, 2],
+            "timestamp": [86_400, 5, 0, 10],
+            "response": [1, 1, 1, 1],
+        }
+    )
+    out = with_continuation(train, session_gap=3600)
+    assert out["continuation"].tolist() == [0.0, 0.0, 1.0, 0.0]
+    reward = shrunk_item_mean(out, "continuation", n_items=3, prior_count=0.0)
+    assert reward[1:].tolist() == [0.5, 0.0, 0.0]  # item 1: user 1 went on, user 2 did not
