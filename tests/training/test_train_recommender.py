@@ -206,6 +206,20 @@ def test_a_loss_with_its_own_parameters_is_optimised_and_checkpointed(toy_proces
     assert load_model(summary["seeds"]["0"]["model_dir"], device="cpu").kind == "sasrec"
 
 
+def _even_minus_odd(config, guidance, processed_dir, out_root, rewards_path) -> float:
+    """Train `gru4rec-<guidance>` on the toy data; mean test click probability of
+    even items minus odd ones."""
+    data = load_processed(processed_dir)
+    summary = train_recommender(
+        config, "gru4rec", guidance, processed_dir, out_root / guidance, rewards_path=rewards_path
+    )
+    model = load_model(summary["seeds"]["0"]["model_dir"], device="cpu")
+    windows = split_windows(data, "test", model.max_history)
+    probs = exposure_probabilities(model, windows, 64, torch.device("cpu"))
+    test_even = (data.test["item_idx"] % 2 == 0).to_numpy()
+    return probs[test_even].mean() - probs[~test_even].mean()
+
+
 @pytest.mark.parametrize(
     "guidance, options",
     [("mtrec", {"beta": 2.0}), ("mtrec-cvar", {"beta": 2.0, "q": 0.5})],
@@ -241,19 +255,7 @@ def test_alignment_guidance_reads_rewards_and_moves_the_model(
     config = _config(max_epochs=3).model_copy(update={"guidance_options": {guidance: options}})
 
     def even_minus_odd(guidance):
-        summary = train_recommender(
-            config,
-            "gru4rec",
-            guidance,
-            toy_processed_dir,
-            tmp_path / guidance,
-            rewards_path=rewards_path,
-        )
-        model = load_model(summary["seeds"]["0"]["model_dir"], device="cpu")
-        windows = split_windows(data, "test", model.max_history)
-        probs = exposure_probabilities(model, windows, 64, torch.device("cpu"))
-        test_even = (data.test["item_idx"] % 2 == 0).to_numpy()
-        return probs[test_even].mean() - probs[~test_even].mean()
+        return _even_minus_odd(config, guidance, toy_processed_dir, tmp_path, rewards_path)
 
     guided, unguided = even_minus_odd(guidance), even_minus_odd("none")
     assert guided > unguided + 0.3
@@ -288,19 +290,7 @@ def test_proxy_continuation_guidance_favours_items_users_went_on_after(toy_proce
     )
 
     def even_minus_odd(guidance):
-        summary = train_recommender(
-            config,
-            "gru4rec",
-            guidance,
-            toy_processed_dir,
-            tmp_path / guidance,
-            rewards_path=rewards_path,
-        )
-        model = load_model(summary["seeds"]["0"]["model_dir"], device="cpu")
-        windows = split_windows(data, "test", model.max_history)
-        probs = exposure_probabilities(model, windows, 64, torch.device("cpu"))
-        test_even = (data.test["item_idx"] % 2 == 0).to_numpy()
-        return probs[test_even].mean() - probs[~test_even].mean()
+        return _even_minus_odd(config, guidance, toy_processed_dir, tmp_path, rewards_path)
 
     guided, unguided = even_minus_odd("proxy-continuation"), even_minus_odd("none")
     assert guided > unguided + 0.3
