@@ -113,7 +113,9 @@ def test_params_yaml_loads_and_is_the_code_defaults_plus_the_recipe_overrides():
     # each matrix member's own key.
     backbones = ("sasrec", "gru4rec", "din")
     assert loaded.recommender.train_overrides == {b: recipe.get(b, {}) for b in backbones}
-    assert loaded.recommender.guidance_options_overrides == {b: {} for b in backbones}
+    # SASRec's MTRec beta, tuned on validation (`mtrec tune`).
+    tuned = {"sasrec": {"mtrec": {"beta": 0.13981961408994045}}}
+    assert loaded.recommender.guidance_options_overrides == {b: tuned.get(b, {}) for b in backbones}
     defaults = Params().model_copy(
         update={
             "recommender": Params().recommender.model_copy(
