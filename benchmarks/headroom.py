@@ -40,6 +40,7 @@ from common import machine_info
 from guided_vs_base import paired
 
 from mtrec.config import load_params
+from mtrec.evaluation.evaluate import find_candidates
 from mtrec.simulator.logging_policy import generate_log
 from mtrec.simulator.online import OnlineResult, compare, run_online
 from mtrec.simulator.policies import (
@@ -75,14 +76,11 @@ def over_seeds(values: list[dict[str, float]]) -> dict[str, dict]:
 
 
 def seed_models(candidates: Path) -> dict[str, dict[str, Path]]:
-    """{candidate name: {seed: chosen checkpoint folder}} from train_summary.json files."""
-    out = {}
-    for summary_path in sorted(candidates.glob("*/train_summary.json")):
-        summary = json.loads(summary_path.read_text())
-        out[summary["name"]] = {
-            seed: Path(entry["model_dir"]) for seed, entry in summary["seeds"].items()
-        }
-    return out
+    """{candidate name: {seed: chosen checkpoint folder}} of every trained candidate."""
+    return {
+        name: {seed: Path(entry["model_dir"]) for seed, entry in summary["seeds"].items()}
+        for name, summary in find_candidates(candidates).items()
+    }
 
 
 def main() -> None:

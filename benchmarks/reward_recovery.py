@@ -46,7 +46,7 @@ from mtrec.reward.proxies import behavioural_proxies, proxy_session_gap
 from mtrec.reward.qnetwork import load_qnetwork
 from mtrec.reward.readout import compute_rewards, readout_scores, recovery_report
 from mtrec.reward.train import MONITORED, behaviour_only, best_epoch, train_reward
-from mtrec.simulator.world import load_world
+from mtrec.simulator.world import expected_reward, load_world, preference_fit
 
 CEILING = "supervised_ceiling"
 METRICS = ("spearman_true_reward", "auc_satisfied", "auc_rating_4_vs_2")
@@ -112,12 +112,11 @@ def world_references(truth, raw: Path) -> dict[str, np.ndarray]:
     sim = SimulatorConfig.model_validate_json(config_path.read_text())
     users = truth["user_id"].astype(int).to_numpy() - 1
     items = truth["item_id"].astype(int).to_numpy() - 1
-    fit = np.einsum("nt,nt->n", world.user_preferences[users], world.item_topics[items])
+    interest = world.user_preferences[users]
+    fit = preference_fit(world, interest, items[:, None])[:, 0]
     bait = world.user_susceptibility[users] * world.item_clickbait[items]
     return {
-        "world_expected_reward": sim.reward_bias
-        + sim.reward_fit_weight * fit
-        + sim.reward_quality_weight * world.item_quality[items],
+        "world_expected_reward": expected_reward(world, sim, interest, items[:, None])[:, 0],
         "world_item_quality": world.item_quality[items],
         "world_click_logit": sim.click_bias
         + sim.click_fit_weight * fit
