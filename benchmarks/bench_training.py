@@ -49,6 +49,9 @@ RESULTS_DIR = HERE / "results"
 MODELS = {"SASRec": "sasrec", "GRU4Rec": "gru4rec"}
 SEED = 2020
 RECBOLE_STOPPING_STEP = 10
+# RecBole 1.2.1's converged test NDCG@10 on this protocol (BENCHMARKS.md, H100 runs):
+# what --test-curve times our side against unless --reference-test-ndcg says otherwise.
+RECBOLE_TEST_NDCG = {"SASRec": 0.0637, "GRU4Rec": 0.0628}
 
 
 def prepare_ml100k(work_dir: Path, seed: int = SEED, n_negatives: int = 4) -> Path:
@@ -72,10 +75,111 @@ def prepare_ml100k(work_dir: Path, seed: int = SEED, n_negatives: int = 4) -> Pa
     return processed
 
 
-def run_mtrec(
-    model_name: str, epochs: int, threads: int, seed: int = SEED, n_negatives: int = 4
+class GPUUtilisation:
+    """Samples the GPU's utilisation (NVML, through torch) every `every` seconds
+    while active; nothing on CPU or where NVML is missing."""
+
+    def __init__(self, device, every: float = 0.2) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self.every = every
+        self.enabled = device.type == "cuda" and _nvml_works()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import torch
+
+        while not self._stop.wait(self.every):
+            self.samples.append(float(torch.cuda.utilization()))
+
+    def __enter__(self) -> GPUUtilisation:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+
+    def summary(self) -> dict[str, float] | None:
+        if not self.samples:
+            return None
+        import numpy as np
+
+        return {
+            "mean_percent": float(np.mean(self.samples)),
+            "median_percent": float(np.median(self.samples)),
+            "samples": len(self.samples),
+        }
+
+
+def _nvml_works() -> bool:
+    import torch
+
+    try:
+        torch.cuda.utilization()
+    except Exception:  # pynvml missing or NVML unavailable: no samples, said in the JSON
+        return False
+    return True
+
+
+class TestCurve:
+    """Report-only test NDCG@10 of every epoch's model (never used to choose):
+    after each epoch, loads the epoch's checkpoint and scores the test split.
+    Its own time is kept apart, so the run's clock can leave it out."""
+
+    def __init__(self, seed_dir: Path, data, evaluate_config) -> None:
+        self.seed_dir = seed_dir
+        self.data = data
+        self.evaluate_config = evaluate_config
+        self.points: list[dict[str, float]] = []
+        self.seconds = 0.0
+        self._model = None
+
+    def __call__(self, epoch: int, record: dict[str, float]) -> None:
+        from mtrec.evaluation.evaluate import split_metrics
+        from mtrec.models import load_model
+        from mtrec.training.loop import CHECKPOINT_FILE, load_checkpoint
+
+        started = time.perf_counter()
+        if self._model is None:
+            self._model = load_model(self.seed_dir / "initial", device=self.evaluate_config.device)
+        state = load_checkpoint(self.seed_dir / CHECKPOINT_FILE)["model"]
+        self._model.load_state_dict(state)
+        test = split_metrics(self._model, self.data, "test", self.evaluate_config)
+        self.points.append({"epoch": epoch, "test_ndcg_at_10": test["NDCG@10"]})
+        self.seconds += time.perf_counter() - started
+
+
+def time_to_quality(
+    epoch_clock: list[float], curve: list[dict[str, float]], target: float
 ) -> dict[str, Any]:
-    """Train our backbone `model_name` under the shared protocol; measurements."""
+    """The first epoch whose test NDCG@10 reaches `target`, and the run's seconds
+    up to its end (`epoch_clock[i]`: seconds from the start of training to the
+    end of epoch i + 1, the test curve's own time left out)."""
+    for point, seconds in zip(curve, epoch_clock, strict=True):
+        if point["test_ndcg_at_10"] >= target:
+            return {"target": target, "epoch": point["epoch"], "seconds": seconds}
+    return {"target": target, "epoch": None, "seconds": None}
+
+
+def run_mtrec(
+    model_name: str,
+    epochs: int,
+    threads: int,
+    seed: int = SEED,
+    n_negatives: int = 4,
+    device_name: str = "auto",
+    precision: str = "fp32",
+    test_curve: bool = False,
+    reference_test_ndcg: float | None = None,
+) -> dict[str, Any]:
+    """Train our backbone `model_name` under the shared protocol; measurements.
+    With `test_curve`, also the report-only test NDCG@10 after every epoch and
+    the training time to `reference_test_ndcg` (the peer's converged figure)."""
     import numpy as np
     import torch
 
@@ -104,14 +208,25 @@ def run_mtrec(
                 catalogue_ce_weight=1.0,
                 num_threads=threads,
                 resume=False,
+                device=device_name,
+                precision=precision,
             ),
         )
+        device = resolve_device(device_name)
+        evaluate_config = EvaluateConfig(ks=(10,), device=device_name)
+        seed_dir = work_dir / "models" / f"seed_{seed}"
+        data = load_processed(processed)
+        curve = TestCurve(seed_dir, data, evaluate_config) if test_curve else None
         epoch_ends: list[float] = []
         cpu_epoch_ends: list[float] = []
+        curve_times: list[float] = []  # the test curve's seconds so far, per epoch end
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             epoch_ends.append(time.perf_counter())
             cpu_epoch_ends.append(time.process_time())
+            if curve is not None:
+                curve(epoch, record)
+                curve_times.append(curve.seconds)
             print(
                 f"[mtrec {model_name}] epoch {epoch}: train {record['train_seconds']:.1f}s "
                 f"loss {record['train_loss']:.4f} valid NDCG@10 {record['valid_NDCG@10']:.4f}",
@@ -119,21 +234,37 @@ def run_mtrec(
                 flush=True,
             )
 
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         fit_started, cpu_fit_started = time.perf_counter(), time.process_time()
-        summary = train_recommender(
-            config, backbone, "none", processed, work_dir / "models", callbacks=[on_epoch]
-        )
+        with GPUUtilisation(device) as utilisation:
+            summary = train_recommender(
+                config, backbone, "none", processed, work_dir / "models", callbacks=[on_epoch]
+            )
+        fit_seconds = time.perf_counter() - fit_started - (curve.seconds if curve else 0.0)
         seed_summary = summary["seeds"][str(seed)]
         # Seconds per epoch are in timing.csv, beside metrics.csv (kept out of DVC's hashes).
-        history = _read_history(Path(seed_summary["metrics_csv"]).with_name("timing.csv"))
-        data = load_processed(processed)
-        device = resolve_device("auto")
+        metrics_csv = Path(seed_summary["metrics_csv"])
+        history = [
+            record | timing
+            for record, timing in zip(
+                _read_history(metrics_csv),
+                _read_history(metrics_csv.with_name("timing.csv")),
+                strict=True,
+            )
+        ]
         model = load_model(seed_summary["model_dir"], device=device)
-        evaluate_config = EvaluateConfig(ks=(10,))
         test = split_metrics(model, data, "test", evaluate_config)
         valid = split_metrics(model, data, "valid", evaluate_config)
         train_seconds = [float(r["train_seconds"]) for r in history]
-        wall = np.diff([fit_started, *epoch_ends]).tolist()
+        # Each epoch's wall time (training, validation, checkpoint) without the
+        # report-only test curve: epoch i's interval holds the curve of epoch i - 1
+        # (it runs in the callback, after the epoch's end was read).
+        curve_durations = np.diff([0.0, *curve_times]) if curve else np.zeros(len(epoch_ends))
+        previous_curve = np.concatenate([[0.0], curve_durations[:-1]])
+        wall = (np.diff([fit_started, *epoch_ends]) - previous_curve).tolist()
+        epoch_clock = np.cumsum(wall).tolist()
+        best_epoch = int(seed_summary["best_epoch"])
         # Process CPU time of training + validation + checkpointing per epoch
         # (less sensitive to other jobs on a shared machine than wall time).
         cpu_epoch = np.diff([cpu_fit_started, *cpu_epoch_ends])
@@ -151,8 +282,20 @@ def run_mtrec(
             "epochs_requested": epochs,
             "epochs_run": int(seed_summary["epochs_run"]),
             "stopped_early": int(seed_summary["epochs_run"]) < epochs,
-            "best_epoch": int(seed_summary["best_epoch"]),
+            "best_epoch": best_epoch,
+            "precision": precision,
             "seconds_per_epoch": float(np.mean(train_seconds)),
+            # Wall seconds from the start of training: to the end of the epoch chosen
+            # on validation, and to early stop (training, validation, checkpoints).
+            "seconds_to_best_epoch": epoch_clock[best_epoch - 1],
+            "seconds_to_early_stop": fit_seconds,
+            "gpu_utilisation": utilisation.summary(),
+            "test_curve": curve.points if curve else None,
+            "time_to_reference_test_ndcg": (
+                time_to_quality(epoch_clock, curve.points, reference_test_ndcg)
+                if curve and reference_test_ndcg is not None
+                else None
+            ),
             "train_seconds": train_seconds,
             # Validation, checkpoint and best-model writing per epoch.
             "other_seconds_per_epoch": [w - t for w, t in zip(wall, train_seconds, strict=False)],
@@ -245,6 +388,28 @@ def main(argv: list[str] | None = None) -> None:
         default=4,
         help="mtrec side: sampled negatives per positive (0: positives only)",
     )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="mtrec side"
+    )
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="mtrec side's training"
+    )
+    parser.add_argument(
+        "--test-curve",
+        action="store_true",
+        help="mtrec side: report-only test NDCG@10 after every epoch, and the training "
+        "time to the peer's converged test NDCG@10 (never used to choose anything)",
+    )
+    parser.add_argument(
+        "--reference-test-ndcg",
+        type=float,
+        default=None,
+        help="the test NDCG@10 that --test-curve times against (default: RecBole's "
+        "converged figure on this protocol, BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--tag", default="", help="suffix of the per-side JSON names (e.g. _cuda_bf16)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--recbole-result",
@@ -256,8 +421,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.side == "mtrec":
-        result = run_mtrec(args.models[0], args.epochs, args.threads, n_negatives=args.n_negatives)
-        out = args.out or RESULTS_DIR / f"mtrec_{args.models[0]}_{args.epochs}ep.json"
+        model = args.models[0]
+        result = run_mtrec(
+            model,
+            args.epochs,
+            args.threads,
+            n_negatives=args.n_negatives,
+            device_name=args.device,
+            precision=args.precision,
+            test_curve=args.test_curve,
+            reference_test_ndcg=args.reference_test_ndcg or RECBOLE_TEST_NDCG[model],
+        )
+        out = args.out or RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep{args.tag}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         return
@@ -266,9 +441,10 @@ def main(argv: list[str] | None = None) -> None:
     reused = {json.loads(p.read_text())["model"]: p for p in args.recbole_result}
     comparisons = []
     commands: dict[str, list[str]] = {}
+    sides_dir = args.out.parent if args.out else RESULTS_DIR
     for model in args.models:
-        recbole_out = RESULTS_DIR / f"recbole_{model}_{args.epochs}ep.json"
-        mtrec_out = RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep.json"
+        recbole_out = sides_dir / f"recbole_{model}_{args.epochs}ep{args.tag}.json"
+        mtrec_out = sides_dir / f"mtrec_{model}_{args.epochs}ep{args.tag}.json"
         recbole_cmd = [
             sys.executable,
             str(HERE / "bench_recbole.py"),
@@ -286,8 +462,14 @@ def main(argv: list[str] | None = None) -> None:
             f"--epochs={args.epochs}",
             f"--threads={args.threads}",
             f"--n-negatives={args.n_negatives}",
+            f"--device={args.device}",
+            f"--precision={args.precision}",
             f"--out={mtrec_out}",
         ]
+        if args.test_curve:
+            mtrec_cmd.append("--test-curve")
+        if args.reference_test_ndcg is not None:
+            mtrec_cmd.append(f"--reference-test-ndcg={args.reference_test_ndcg}")
         if model in reused:
             recbole = json.loads(reused[model].read_text())
             if recbole["torch_threads"] != args.threads:
@@ -306,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
         "commands": {name: " ".join(cmd) for name, cmd in commands.items()},
         "comparisons": comparisons,
     }
-    out = args.out or RESULTS_DIR / f"compare_{args.epochs}ep_{args.threads}threads.json"
+    out = args.out or RESULTS_DIR / f"compare_{args.epochs}ep_{args.threads}threads{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     for row in comparisons:

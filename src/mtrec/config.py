@@ -448,6 +448,11 @@ class TrainConfig(StrictModel):
     catalogue_negatives: int = Field(256, ge=1)
     catalogue_sampling_alpha: float = Field(0.0, ge=0.0, le=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Arithmetic of the training forward pass and loss: "fp32", or "bf16" under
+    # torch.autocast (matrix products in bfloat16, losses and reductions in fp32,
+    # fp32 weights and optimizer). bf16 pays off on GPUs with bf16 tensor cores
+    # (A100, H100/H200); on most CPUs it is slower. Validation and test run in fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
     # Processes of data-parallel training (torchrun; gloo on CPU, NCCL on GPU):
     # each takes its share of every epoch's batches, gradients are averaged, so
     # the effective batch is nproc * batch_size. 1: one process.

@@ -60,3 +60,15 @@ def test_cpu_ratio_when_both_sides_report_cpu_time(bench):
     assert row["cpu_ratio_recbole_over_mtrec"] == pytest.approx(3.0)
     missing = bench.compare_sides(side(), side(**{key: 30.0}))
     assert missing["cpu_ratio_recbole_over_mtrec"] != missing["cpu_ratio_recbole_over_mtrec"]
+
+
+def test_time_to_quality_is_the_first_epoch_reaching_the_target(bench):
+    curve = [
+        {"epoch": 1, "test_ndcg_at_10": 0.03},
+        {"epoch": 2, "test_ndcg_at_10": 0.065},
+        {"epoch": 3, "test_ndcg_at_10": 0.07},
+    ]
+    reached = bench.time_to_quality([1.5, 3.0, 4.5], curve, 0.0637)
+    assert reached == {"target": 0.0637, "epoch": 2, "seconds": 3.0}
+    missed = bench.time_to_quality([1.5, 3.0, 4.5], curve, 0.08)
+    assert missed["epoch"] is None and missed["seconds"] is None

@@ -321,3 +321,64 @@ def test_a_guidance_may_not_train_on_ratings_unless_registered_to(
         _config(max_epochs=1), "gru4rec", "test-reads-ratings", toy_processed_dir, tmp_path
     )
     assert summary["guidance"] == "test-reads-ratings"
+
+
+def _linear_output_dtypes(model, run) -> set[torch.dtype]:
+    """dtypes of every nn.Linear's output while `run()` executes."""
+    seen: set[torch.dtype] = set()
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+        for module in model.modules()
+        if isinstance(module, torch.nn.Linear)
+    ]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_sets_the_training_steps_arithmetic(precision, expected, toy_processed_dir):
+    from mtrec.data.sequences import build_windows
+    from mtrec.models import build_model
+    from mtrec.training.loop import autocast
+
+    data = load_processed(toy_processed_dir)
+    config = _config(precision=precision)
+    model = build_model(config.backbone_config("sasrec"), data.n_items)
+    batch = build_windows(data.train, 6)
+    device = torch.device("cpu")
+
+    def forward():
+        with autocast(device, config.train.precision):
+            model(batch.positives, batch.items, batch.state_index)
+
+    assert _linear_output_dtypes(model, forward) == {expected}
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "din"])
+def test_bf16_training_learns_the_planted_signal(backbone, toy_processed_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = _config(max_epochs=4, precision="bf16")
+    summary = train_recommender(config, backbone, "none", toy_processed_dir, tmp_path / "c")
+    history = pd.read_csv(summary["seeds"]["0"]["metrics_csv"])
+    assert np.isfinite(history["train_loss"]).all()
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    valid = summary["seeds"]["0"]["valid"]
+    assert valid["AUC"] > 0.7
+    assert valid["NDCG@10"] > 0.3
+    # fp32 weights in the saved model, whatever the step's arithmetic.
+    model = load_model(summary["seeds"]["0"]["model_dir"])
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_on_cuda(precision, toy_processed_dir, tmp_path):
+    config = _config(max_epochs=4, device="cuda", precision=precision)
+    summary = train_recommender(config, "sasrec", "none", toy_processed_dir, tmp_path / "c")
+    valid = summary["seeds"]["0"]["valid"]
+    assert valid["AUC"] > 0.7
+    assert valid["NDCG@10"] > 0.3

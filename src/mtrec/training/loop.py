@@ -200,6 +200,11 @@ def trainable_parameters(model: Recommender, loss_fn: Loss) -> list[torch.nn.Par
     return parameters
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The training step's arithmetic (TrainConfig.precision): bf16 autocast or plain fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_one_epoch(
     model: Recommender,
     loss_fn: Loss,
@@ -231,8 +236,9 @@ def train_one_epoch(
     )
     for batch in bar:
         batch = batch.to(device)
-        outputs = model(batch.positives, batch.items, batch.state_index)
-        loss = loss_fn(batch, outputs)
+        with autocast(device, config.precision):
+            outputs = model(batch.positives, batch.items, batch.state_index)
+            loss = loss_fn(batch, outputs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(parameters, world)
