@@ -228,13 +228,18 @@ class RankingTargets:
     def __len__(self) -> int:
         return int(self.target.shape[0])
 
+    def seen_pairs(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """(row within `rows`, item) of every earlier positive of those users."""
+        start, stop = rows.start or 0, min(rows.stop, len(self))
+        lo, hi = self.seen_offsets[start], self.seen_offsets[stop]
+        counts = np.diff(self.seen_offsets[start : stop + 1])
+        return np.repeat(np.arange(stop - start), counts), self.seen_items[lo:hi]
+
     def seen_mask(self, rows: slice, n_items: int) -> np.ndarray:
         """bool [len(rows), n_items + 1]: True on every earlier positive."""
         start, stop = rows.start or 0, min(rows.stop, len(self))
         mask = np.zeros((stop - start, n_items + 1), bool)
-        lo, hi = self.seen_offsets[start], self.seen_offsets[stop]
-        counts = np.diff(self.seen_offsets[start : stop + 1])
-        mask[np.repeat(np.arange(stop - start), counts), self.seen_items[lo:hi]] = True
+        mask[self.seen_pairs(rows)] = True
         return mask
 
 

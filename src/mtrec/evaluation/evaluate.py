@@ -41,7 +41,6 @@ from mtrec.data.processed import ProcessedData, load_processed
 from mtrec.data.sequences import RankingTargets, WindowBatch, build_ranking_targets, build_windows
 from mtrec.device import resolve_device
 from mtrec.evaluation.metrics import auc, gauc, ncis, ranking_metrics, satisfaction_split
-from mtrec.evaluation.metrics import target_ranks as ranks_from_scores
 from mtrec.evaluation.stats import aggregate_seeds
 from mtrec.models import Recommender, load_model
 
@@ -93,13 +92,46 @@ def target_ranks_of(
     model.eval()
     ranks = []
     starts = range(0, len(targets), batch_size)
-    for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
-        rows = slice(start, start + batch_size)
-        scores = model.score_all(targets.history[rows].to(device)).float().cpu().numpy()
-        mask = targets.seen_mask(rows, model.n_items)
-        ranks.append(ranks_from_scores(scores, targets.target[rows].numpy(), mask, ties=ties))
+    with torch.no_grad():
+        for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
+            rows = slice(start, start + batch_size)
+            scores = model.score_all(targets.history[rows].to(device)).float()
+            seen = tuple(torch.from_numpy(index) for index in targets.seen_pairs(rows))
+            ranks.append(target_ranks_on_device(scores, targets.target[rows], seen, ties))
     model.train(was_training)
     return np.concatenate(ranks) if ranks else np.zeros(0)
+
+
+def target_ranks_on_device(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    seen: tuple[torch.Tensor, torch.Tensor],
+    ties: str = "pessimistic",
+) -> np.ndarray:
+    """`metrics.target_ranks` on the scores' own device (a GPU when the model is
+    on one), without copying the [U, n_items + 1] score matrix to the host: two
+    comparisons and a count per row, no sort. `seen` = (row, item) index pairs to
+    leave out of the ranking (the users' earlier positives); column 0 (padding)
+    is always left out and the target never is. Overwrites `scores`."""
+    tie_share = {"pessimistic": 1.0, "average": 0.5, "optimistic": 0.0}
+    if ties not in tie_share:
+        raise ValueError(f"ties must be one of {sorted(tie_share)}, got {ties!r}")
+    n_users = scores.shape[0]
+    targets = targets.to(scores.device, torch.long)
+    rows = torch.arange(n_users, device=scores.device)
+    target_score = scores[rows, targets].clone()
+    if torch.isnan(target_score).any():
+        raise ValueError("a target has a NaN score")
+    # NaN is neither above nor equal to anything: a left-out item counts nowhere.
+    scores[seen[0].to(scores.device), seen[1].to(scores.device)] = float("nan")
+    scores[:, 0] = float("nan")
+    scores[rows, targets] = target_score
+    target_score = target_score[:, None]
+    n_higher = (scores > target_score).sum(dim=1)
+    # The target itself is among the equal-scoring candidates: subtract it.
+    n_tied = (scores == target_score).sum(dim=1) - 1
+    n_higher, n_tied = n_higher.cpu().numpy(), n_tied.cpu().numpy()
+    return 1.0 + n_higher + tie_share[ties] * n_tied
 
 
 @dataclass(frozen=True)
