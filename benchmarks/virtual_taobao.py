@@ -4,9 +4,15 @@
         --algorithms ppo sac --seeds 0 1 2 --ppo-steps 50000 --sac-steps 20000
 
 Steps:
-1. behaviour log: `--behaviour-sessions` sessions of the uniform random policy
-   (seed `--reward-seed`), then QR-IQL on the user's MDP (docs/virtual_taobao.md);
-   one reward model serves every agent. Saved under `--work-dir`.
+1. behaviour log: `--behaviour-sessions` sessions (seed `--reward-seed`) of the
+   behaviour policy `--behaviour-policy`: `random` (uniform random pages, the
+   default) or `ppo-mixture` (a PPO agent trained on r_env for
+   `--behaviour-agent-steps` steps, deterministic, with a uniform random page
+   instead with probability `--behaviour-epsilon` per page); then QR-IQL on the
+   user's MDP (docs/virtual_taobao.md). One reward model serves every agent;
+   saved under `--work-dir` and reused while its settings match (processes
+   sharing a --work-dir take a lock, so one trains and the others load it).
+   `--reward-only` stops after this step.
 2. per (algorithm, reward, seed): train, evaluate CTR on `--eval-sessions`
    sessions (same users for both rewards of a seed), write one JSON per run
    under `<out>/runs/` (a rerun skips runs already there unless --force).
@@ -14,16 +20,18 @@ Steps:
    seconds per 100k env steps, beside the paper's numbers -> `<out>.json`.
 
 `--table-only` rebuilds the table from the run files (runs can be split over
-processes with disjoint --algorithms/--seeds).
+processes with disjoint --algorithms/--seeds/--rewards; run `--reward-only` first).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +70,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sac-learning-starts", type=int, default=1_000)
     parser.add_argument("--eval-sessions", type=int, default=200)
     parser.add_argument("--behaviour-sessions", type=int, default=2_000)
+    parser.add_argument(
+        "--behaviour-policy",
+        default="random",
+        choices=["random", "ppo-mixture"],
+        help="recommender that produces the reward model's log",
+    )
+    parser.add_argument(
+        "--behaviour-agent-steps",
+        type=int,
+        default=50_000,
+        help="ppo-mixture: env steps of the behaviour PPO agent (trained on r_env)",
+    )
+    parser.add_argument(
+        "--behaviour-epsilon",
+        type=float,
+        default=0.3,
+        help="ppo-mixture: probability of a uniform random page instead of the agent's",
+    )
     parser.add_argument("--reward-seed", type=int, default=0)
     parser.add_argument("--reward-epochs", type=int, default=30)
     parser.add_argument("--work-dir", type=Path, default=ROOT / "models" / "virtual_taobao")
@@ -70,47 +96,111 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--force", action="store_true", help="rerun runs whose JSON exists")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--reward-only",
+        action="store_true",
+        help="train (or check) the reward model, then stop: run it once before parallel runs",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
+def reward_settings(args: argparse.Namespace) -> dict:
+    """What decides whether a cached reward model is reused."""
+    settings = {
+        "behaviour_policy": args.behaviour_policy,
+        "behaviour_sessions": args.behaviour_sessions,
+        "reward_seed": args.reward_seed,
+        "reward_epochs": args.reward_epochs,
+    }
+    if args.behaviour_policy == "ppo-mixture":
+        settings["behaviour_agent_steps"] = args.behaviour_agent_steps
+        settings["behaviour_epsilon"] = args.behaviour_epsilon
+    return settings
+
+
+@contextmanager
+def exclusive(lock_path: Path):
+    """An exclusive advisory lock (flock) on `lock_path` while the block runs."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def reward_readout(args: argparse.Namespace):
-    """Train (or load, when the work dir holds one for the same settings) the read-out."""
+    """Train (or load, when the work dir holds one for the same settings) the read-out.
+    Processes sharing the work dir serialise here: one trains, the others load."""
+    from mtrec.rl.mental_reward import MentalRewardReadout
+
+    folder = args.work_dir / "reward"
+    settings = reward_settings(args)
+    summary_path = args.out / "reward_model.json"
+    with exclusive(args.work_dir / "reward.lock"):
+        if (folder / "settings.json").exists() and summary_path.exists():
+            if json.loads((folder / "settings.json").read_text()) == settings:
+                return MentalRewardReadout.load(folder)
+        readout, summary = train_reward_model(args, settings)
+        (folder / "settings.json").unlink(missing_ok=True)  # stale until the new model is saved
+        readout.save(folder, extra={"settings": settings})
+        (folder / "settings.json").write_text(json.dumps(settings) + "\n")
+        args.out.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return readout
+
+
+def train_reward_model(args: argparse.Namespace, settings: dict):
+    """The behaviour log of `--behaviour-policy`, then QR-IQL on it."""
     from mtrec.rl.mental_reward import (
-        MentalRewardReadout,
         UserRewardConfig,
         collect_behaviour_log,
         train_mental_reward,
     )
     from mtrec.rl.virtual_taobao import VirtualTaobaoEnv
 
-    folder = args.work_dir / "reward"
-    settings = {
-        "behaviour_sessions": args.behaviour_sessions,
-        "reward_seed": args.reward_seed,
-        "reward_epochs": args.reward_epochs,
-    }
-    summary_path = args.out / "reward_model.json"
-    if (folder / "settings.json").exists() and summary_path.exists():
-        if json.loads((folder / "settings.json").read_text()) == settings:
-            return MentalRewardReadout.load(folder)
     env = VirtualTaobaoEnv(args.virtual_taobao_path)
     began = time.perf_counter()
-    log = collect_behaviour_log(
-        env, args.behaviour_sessions, seed=args.reward_seed, progress=not args.no_progress
-    )
+    agent = {}
+    if args.behaviour_policy == "ppo-mixture":
+        from mtrec.rl.agents import collect_ppo_mixture_log
+
+        log, agent = collect_ppo_mixture_log(
+            env,
+            args.virtual_taobao_path,
+            args.behaviour_sessions,
+            seed=args.reward_seed,
+            agent_steps=args.behaviour_agent_steps,
+            epsilon=args.behaviour_epsilon,
+            progress=not args.no_progress,
+        )
+    else:
+        log = collect_behaviour_log(
+            env, args.behaviour_sessions, seed=args.reward_seed, progress=not args.no_progress
+        )
+    # For ppo-mixture this includes the agent's training (agent_train_seconds: that part).
     log_seconds = time.perf_counter() - began
     config = UserRewardConfig(seed=args.reward_seed, max_epochs=args.reward_epochs)
     began = time.perf_counter()
     readout, summary = train_mental_reward(log, config, progress=not args.no_progress)
     summary.update(
-        {"log_seconds": log_seconds, "train_seconds": time.perf_counter() - began, **settings}
+        {
+            "log_seconds": log_seconds,
+            "train_seconds": time.perf_counter() - began,
+            "behaviour_policy_description": log.policy,
+            **agent,
+            **settings,
+        }
     )
-    readout.save(folder, extra={"settings": settings})
-    (folder / "settings.json").write_text(json.dumps(settings) + "\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return readout
+    print(
+        f"reward model: behaviour {log.policy}, {log.n_sessions} sessions, "
+        f"{len(log)} transitions, log CTR {log.ctr:.4f}; "
+        f"{log_seconds:.0f} s log, {summary['train_seconds']:.0f} s QR-IQL",
+        flush=True,
+    )
+    return readout, summary
 
 
 def run_name(algorithm: str, reward: str, seed: int) -> str:
@@ -250,6 +340,13 @@ def main(argv: list[str] | None = None) -> None:
             resolve_virtual_taobao_path(args.virtual_taobao_path)
         except VirtualTaobaoNotFound as error:
             raise SystemExit(str(error)) from None
+        if args.reward_only:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            reward_readout(args)
+            print(f"reward model ready under {args.work_dir / 'reward'}")
+            return
         run_all(args)
     path = write_table(args)
     for row in json.loads(path.read_text())["rows"]:

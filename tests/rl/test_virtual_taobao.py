@@ -201,3 +201,49 @@ def test_a_few_hundred_ppo_steps_with_the_mental_reward(readout, mlflow_tracking
     assert len(runs) == 1 and runs["metrics.ctr"].iloc[0] == pytest.approx(result["ctr"])
     with pytest.raises(ValueError, match="read-out"):
         train_agent(config, VIRTUAL_TAOBAO, readout=None, progress=False)
+
+
+@needs_virtual_taobao
+def test_ppo_mixture_behaviour_log(env):
+    """The ppo-mixture behaviour log: at epsilon 1 it is the uniform policy's log
+    for the same seed (every page from the sampler); at epsilon 0 every page is
+    the trained agent's deterministic page, which the uniform log does not show."""
+    from mtrec.rl.agents import BEHAVIOUR_SEED_OFFSET, collect_ppo_mixture_log
+    from mtrec.rl.mental_reward import collect_behaviour_log
+
+    torch.set_num_threads(1)
+    uniform = collect_behaviour_log(env, n_sessions=5, seed=3)
+    assert uniform.random_page.all() and uniform.policy == "uniform"
+
+    def mixture(epsilon):
+        return collect_ppo_mixture_log(
+            env,
+            VIRTUAL_TAOBAO,
+            n_sessions=5,
+            seed=3,
+            agent_steps=256,
+            epsilon=epsilon,
+            ppo_n_steps=128,
+        )
+
+    all_random, agent = mixture(1.0)
+    assert agent["agent_seed"] == BEHAVIOUR_SEED_OFFSET + 3 and agent["agent_env_steps"] == 256
+    assert "epsilon=1.0" in all_random.policy and all_random.random_page.all()
+    for name in ("user", "page_index", "last_clicks", "page", "clicks", "leave", "session"):
+        np.testing.assert_array_equal(getattr(all_random, name), getattr(uniform, name))
+
+    greedy, _ = mixture(0.0)
+    assert not greedy.random_page.any() and greedy.n_sessions == 5
+    assert greedy.leave.sum() == 5 and greedy.page.shape == (len(greedy), 27)
+    assert len(greedy.actions()) == len(greedy) and greedy.features().shape[1] == 117
+    # Same seed, same first user: only the pages (and what follows from them) differ.
+    np.testing.assert_array_equal(greedy.user[0], uniform.user[0])
+    assert not np.allclose(greedy.page[0], uniform.page[0])
+    assert np.all(np.abs(greedy.page) <= 1.0)
+    # The seeded agent and its deterministic pages make the log reproducible.
+    again, _ = mixture(0.0)
+    np.testing.assert_array_equal(again.page, greedy.page)
+    np.testing.assert_array_equal(again.clicks, greedy.clicks)
+
+    half, _ = mixture(0.5)
+    assert 0 < half.random_page.sum() < len(half)

@@ -21,12 +21,19 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from mtrec.rl.mental_reward import MentalRewardReadout, MentalRewardWrapper
+from mtrec.rl.mental_reward import (
+    MentalRewardReadout,
+    MentalRewardWrapper,
+    UserLog,
+    collect_behaviour_log,
+)
 from mtrec.rl.virtual_taobao import MAX_CLICKS, VirtualTaobaoEnv
 
 Algorithm = Literal["ppo", "sac"]
 RewardKind = Literal["env", "env+mental"]
 EVAL_SEED_OFFSET = 1_000_000
+# The behaviour agent of the reward model's log: seed BEHAVIOUR_SEED_OFFSET + reward seed.
+BEHAVIOUR_SEED_OFFSET = 2_000_000
 
 
 @dataclass
@@ -132,16 +139,13 @@ def evaluate_ctr(
     }
 
 
-def train_agent(
+def learn_agent(
     config: AgentConfig,
     virtual_taobao_path: str | os.PathLike | None,
     readout: MentalRewardReadout | None = None,
-    mlflow_uri: str | None = None,
-    experiment: str = "virtual-taobao",
     progress: bool = True,
-) -> dict:
-    """Train one agent and evaluate it; returns CTR, steps and timings (one MLflow
-    run per call when `mlflow_uri` is given)."""
+) -> tuple[BaseAlgorithm, dict]:
+    """Train one agent (no evaluation); returns the model and its training figures."""
     if config.reward == "env+mental" and readout is None:
         raise ValueError("reward 'env+mental' needs a trained mental reward read-out")
     if config.reward not in ("env", "env+mental"):
@@ -156,21 +160,83 @@ def train_agent(
     began, began_cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=config.steps, callback=callback)
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
-    evaluation = evaluate_ctr(model, virtual_taobao_path, config.seed, config.eval_sessions)
-    result = {
-        **asdict(config),
-        **evaluation,
+    return model, {
         "env_steps": int(model.num_timesteps),
         "train_ctr": callback.clicks / max(callback.pages, 1) / MAX_CLICKS,
         "train_seconds": seconds,
         "train_cpu_seconds": cpu_seconds,
         "seconds_per_100k_steps": seconds / model.num_timesteps * 100_000,
         "cpu_seconds_per_100k_steps": cpu_seconds / model.num_timesteps * 100_000,
+    }
+
+
+def train_agent(
+    config: AgentConfig,
+    virtual_taobao_path: str | os.PathLike | None,
+    readout: MentalRewardReadout | None = None,
+    mlflow_uri: str | None = None,
+    experiment: str = "virtual-taobao",
+    progress: bool = True,
+) -> dict:
+    """Train one agent and evaluate it; returns CTR, steps and timings (one MLflow
+    run per call when `mlflow_uri` is given)."""
+    model, figures = learn_agent(config, virtual_taobao_path, readout, progress)
+    evaluation = evaluate_ctr(model, virtual_taobao_path, config.seed, config.eval_sessions)
+    result = {
+        **asdict(config),
+        **evaluation,
+        **figures,
         "torch_threads": torch.get_num_threads(),
     }
     if mlflow_uri:
         _log_to_mlflow(result, mlflow_uri, experiment)
     return result
+
+
+def collect_ppo_mixture_log(
+    env: VirtualTaobaoEnv,
+    virtual_taobao_path: str | os.PathLike | None,
+    n_sessions: int,
+    seed: int,
+    agent_steps: int,
+    epsilon: float,
+    progress: bool = False,
+    ppo_n_steps: int = AgentConfig.ppo_n_steps,
+) -> tuple[UserLog, dict]:
+    """A behaviour log from a PPO agent trained on r_env, mixed per page with the
+    uniform random recommender (probability `epsilon`).
+
+    The agent is trained for `agent_steps` env steps with seed
+    BEHAVIOUR_SEED_OFFSET + `seed` (so it is none of the evaluated agents, whose
+    seeds are small) and acts with its deterministic policy: the stochastic
+    policy of a PPO agent this young clicks hardly more than the random one
+    (training CTR about 0.03 after 51k steps, against 0.3 deterministic). The
+    sessions come from `env.reset(seed=seed)`, the same users as the uniform
+    policy's log of that seed. `ppo_n_steps`: the agent's rollout length (SB3's
+    2048 by default, as the evaluated agents). Returns the log and the agent's
+    training figures.
+    """
+    config = AgentConfig(
+        algorithm="ppo",
+        reward="env",
+        steps=agent_steps,
+        seed=BEHAVIOUR_SEED_OFFSET + seed,
+        ppo_n_steps=ppo_n_steps,
+    )
+    model, figures = learn_agent(config, virtual_taobao_path, progress=progress)
+
+    def policy(observation: np.ndarray) -> np.ndarray:
+        return model.predict(observation, deterministic=True)[0]
+
+    name = f"ppo-mixture(agent_steps={agent_steps}, epsilon={epsilon}, deterministic)"
+    log = collect_behaviour_log(
+        env, n_sessions, seed, progress=progress, policy=policy, epsilon=epsilon, name=name
+    )
+    agent = {
+        "agent_seed": config.seed,
+        **{f"agent_{key}": value for key, value in figures.items()},
+    }
+    return log, agent
 
 
 def _log_to_mlflow(result: dict, uri: str, experiment: str) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,8 @@ class UserLog:
     clicks: np.ndarray  # [T]
     leave: np.ndarray  # [T] bool: the session ended after this page
     session: np.ndarray  # [T]
+    # [T] bool: the page came from the uniform random sampler (not from the policy).
+    random_page: np.ndarray | None = None
     policy: str = "uniform"
 
     def __len__(self) -> int:
@@ -109,6 +112,11 @@ class UserLog:
     def n_sessions(self) -> int:
         return int(self.session.max()) + 1 if len(self) else 0
 
+    @property
+    def ctr(self) -> float:
+        """Clicks / pages / 10 over the whole log."""
+        return float(self.clicks.sum() / max(len(self), 1) / MAX_CLICKS)
+
     def features(self) -> np.ndarray:
         return state_features(self.user, self.page_index, self.last_clicks, self.page)
 
@@ -116,19 +124,52 @@ class UserLog:
         return user_action(self.clicks.astype(np.int64), self.leave.astype(np.int64))
 
 
+PagePolicy = Callable[[np.ndarray], np.ndarray]
+
+
 def collect_behaviour_log(
-    env: VirtualTaobaoEnv, n_sessions: int, seed: int, progress: bool = False
+    env: VirtualTaobaoEnv,
+    n_sessions: int,
+    seed: int,
+    progress: bool = False,
+    policy: PagePolicy | None = None,
+    epsilon: float = 1.0,
+    name: str | None = None,
 ) -> UserLog:
-    """Run the behaviour policy (uniform random pages, the action space's own
-    sampler) for `n_sessions` sessions from `env.reset(seed=seed)`."""
-    columns: dict[str, list] = {k: [] for k in ("user", "t", "last", "page", "c", "leave", "s")}
+    """Run a behaviour recommender for `n_sessions` sessions from `env.reset(seed=seed)`.
+
+    Without `policy`: uniform random pages (the action space's own sampler). With
+    `policy` (observation -> 27-d page): an epsilon-mixture per page, the uniform
+    sampler with probability `epsilon` and `policy` otherwise; the coin flips
+    come from their own stream (numpy, seeded `seed`), so at `epsilon` = 1 the
+    log is the uniform policy's log for the same seed. `random_page` records
+    which pages were the sampler's.
+    """
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+    if policy is None:
+        epsilon = 1.0
+    coins = np.random.default_rng(seed)
+    columns: dict[str, list] = {
+        k: [] for k in ("user", "t", "last", "page", "c", "leave", "s", "random")
+    }
     observation, _ = env.reset(seed=seed)
     env.action_space.seed(seed)
     for session in tqdm(range(n_sessions), desc="behaviour log", disable=not progress):
         if session:
             observation, _ = env.reset()
         while True:
-            page = env.action_space.sample()
+            uniform = policy is None or bool(coins.random() < epsilon)
+            if uniform:
+                page = env.action_space.sample()
+            else:
+                page = np.clip(
+                    np.asarray(policy(observation), dtype=np.float32).reshape(
+                        env.action_space.shape
+                    ),
+                    env.action_space.low,
+                    env.action_space.high,
+                )
             following, clicks, terminated, truncated, _ = env.step(page)
             for key, value in (
                 ("user", observation[:N_USER_FEATURES]),
@@ -138,6 +179,7 @@ def collect_behaviour_log(
                 ("c", int(clicks)),
                 ("leave", bool(terminated)),
                 ("s", session),
+                ("random", uniform),
             ):
                 columns[key].append(value)
             observation = following
@@ -151,6 +193,8 @@ def collect_behaviour_log(
         clicks=np.asarray(columns["c"], dtype=np.int64),
         leave=np.asarray(columns["leave"], dtype=bool),
         session=np.asarray(columns["s"], dtype=np.int64),
+        random_page=np.asarray(columns["random"], dtype=bool),
+        policy=name or ("uniform" if policy is None else f"mixture(epsilon={epsilon})"),
     )
 
 
@@ -387,7 +431,8 @@ def train_mental_reward(
         "sessions": log.n_sessions,
         "transitions": len(log),
         "train_transitions": int(len(train_rows)),
-        "behaviour_ctr": float(log.clicks.sum() / len(log) / MAX_CLICKS),
+        "behaviour_ctr": log.ctr,
+        **_page_source_ctr(log),
         "epochs": len(history),
         "best_epoch": min(history, key=lambda r: r["valid_loss"])["epoch"],
         "history": history,
@@ -399,6 +444,22 @@ def train_mental_reward(
         "mean_reward_stay": _mean_or_none(rewards[~left]),
     }
     return readout, summary
+
+
+def _page_source_ctr(log: UserLog) -> dict:
+    """Share of uniform random pages in the log and the CTR on each kind of page."""
+    if log.random_page is None:
+        return {}
+    policy_pages = ~log.random_page
+
+    def ctr(rows: np.ndarray) -> float | None:
+        return float(log.clicks[rows].sum() / rows.sum() / MAX_CLICKS) if rows.any() else None
+
+    return {
+        "behaviour_random_page_share": float(log.random_page.mean()) if len(log) else None,
+        "behaviour_ctr_random_pages": ctr(log.random_page),
+        "behaviour_ctr_policy_pages": ctr(policy_pages),
+    }
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:
