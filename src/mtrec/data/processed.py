@@ -41,17 +41,19 @@ class ProcessedData:
         targets = positives.groupby("user_idx", sort=True).head(1)
         past = pd.concat(earlier, ignore_index=True)
         past = past[past["response"] == 1]
-        # The processed files are time-ordered per user; keep that order.
-        history = past.groupby("user_idx")["item_idx"].agg(lambda s: s.to_numpy(np.int64))
+        # The processed files are time-ordered per user: a stable sort by user keeps
+        # that order within each user. (Plain NumPy: pandas 3.0's groupby.agg
+        # refuses a function that returns an array.)
+        users = past["user_idx"].to_numpy()
+        order = np.argsort(users, kind="stable")
+        items = past["item_idx"].to_numpy(np.int64)[order]
+        keys, starts = np.unique(users[order], return_index=True)
+        runs = np.split(items, starts[1:]) if len(keys) else []
+        history = dict(zip(keys.tolist(), runs, strict=True))
         out = targets[["user_idx", "item_idx", "satisfied"]].reset_index(drop=True)
-        out["history"] = list(history.reindex(out["user_idx"]).map(_as_array))
+        empty = np.zeros(0, dtype=np.int64)
+        out["history"] = [history.get(int(user), empty) for user in out["user_idx"]]
         return out
-
-
-def _as_array(value) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    return np.zeros(0, dtype=np.int64)
 
 
 def load_processed(folder: str | Path) -> ProcessedData:
