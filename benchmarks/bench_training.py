@@ -176,10 +176,12 @@ def run_mtrec(
     precision: str = "fp32",
     test_curve: bool = False,
     reference_test_ndcg: float | None = None,
+    partial_out: Path | None = None,
 ) -> dict[str, Any]:
     """Train our backbone `model_name` under the shared protocol; measurements.
     With `test_curve`, also the report-only test NDCG@10 after every epoch and
-    the training time to `reference_test_ndcg` (the peer's converged figure)."""
+    the training time to `reference_test_ndcg` (the peer's converged figure).
+    `partial_out`: rewritten after every epoch with the epochs so far."""
     import numpy as np
     import torch
 
@@ -220,6 +222,7 @@ def run_mtrec(
         epoch_ends: list[float] = []
         cpu_epoch_ends: list[float] = []
         curve_times: list[float] = []  # the test curve's seconds so far, per epoch end
+        progress: list[dict[str, Any]] = []
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             epoch_ends.append(time.perf_counter())
@@ -227,12 +230,30 @@ def run_mtrec(
             if curve is not None:
                 curve(epoch, record)
                 curve_times.append(curve.seconds)
+            test = f" test NDCG@10 {curve.points[-1]['test_ndcg_at_10']:.4f}" if curve else ""
             print(
                 f"[mtrec {model_name}] epoch {epoch}: train {record['train_seconds']:.1f}s "
-                f"loss {record['train_loss']:.4f} valid NDCG@10 {record['valid_NDCG@10']:.4f}",
+                f"loss {record['train_loss']:.4f} valid NDCG@10 {record['valid_NDCG@10']:.4f}"
+                f"{test}",
                 file=sys.stderr,
                 flush=True,
             )
+            progress.append(
+                {
+                    "epoch": epoch,
+                    "train_seconds": record["train_seconds"],
+                    # from the start of training, the test curve's own time left out
+                    "wall_seconds": epoch_ends[-1]
+                    - fit_started
+                    - (curve_times[-2] if len(curve_times) > 1 else 0.0),
+                    "valid_ndcg_at_10": record["valid_NDCG@10"],
+                    "test_ndcg_at_10": curve.points[-1]["test_ndcg_at_10"] if curve else None,
+                }
+            )
+            if partial_out is not None:  # evidence that survives a run cut off by a time limit
+                partial = {"complete": False, "model": model_name, "device": str(device)}
+                partial |= {"precision": precision, "epochs": progress}
+                partial_out.write_text(json.dumps(partial, indent=2) + "\n")
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -422,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.side == "mtrec":
         model = args.models[0]
+        out = args.out or RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep{args.tag}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         result = run_mtrec(
             model,
             args.epochs,
@@ -431,9 +454,9 @@ def main(argv: list[str] | None = None) -> None:
             precision=args.precision,
             test_curve=args.test_curve,
             reference_test_ndcg=args.reference_test_ndcg or RECBOLE_TEST_NDCG[model],
+            partial_out=out.with_name(out.stem + ".partial.json"),
         )
-        out = args.out or RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep{args.tag}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(out.stem + ".partial.json").unlink(missing_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         return
 
