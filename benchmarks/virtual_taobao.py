@@ -71,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-sessions", type=int, default=200)
     parser.add_argument("--behaviour-sessions", type=int, default=2_000)
     parser.add_argument(
+        "--readout",
+        choices=("expected-next", "advantage", "cvar"),
+        default="expected-next",
+        help="r_mental's read-out of the user Q-network (docs/virtual_taobao.md)",
+    )
+    parser.add_argument("--cvar-level", type=float, default=0.3, help="the cvar read-out's level")
+    parser.add_argument(
         "--behaviour-policy",
         default="random",
         choices=["random", "ppo-mixture"],
@@ -116,6 +123,10 @@ def reward_settings(args: argparse.Namespace) -> dict:
     if args.behaviour_policy == "ppo-mixture":
         settings["behaviour_agent_steps"] = args.behaviour_agent_steps
         settings["behaviour_epsilon"] = args.behaviour_epsilon
+    if args.readout != "expected-next":  # caches from before read-out kinds stay valid
+        settings["readout"] = args.readout
+        if args.readout == "cvar":
+            settings["cvar_level"] = args.cvar_level
     return settings
 
 
@@ -182,7 +193,12 @@ def train_reward_model(args: argparse.Namespace, settings: dict):
         )
     # For ppo-mixture this includes the agent's training (agent_train_seconds: that part).
     log_seconds = time.perf_counter() - began
-    config = UserRewardConfig(seed=args.reward_seed, max_epochs=args.reward_epochs)
+    config = UserRewardConfig(
+        seed=args.reward_seed,
+        max_epochs=args.reward_epochs,
+        readout=args.readout,
+        cvar_level=args.cvar_level,
+    )
     began = time.perf_counter()
     readout, summary = train_mental_reward(log, config, progress=not args.no_progress)
     summary.update(

@@ -150,6 +150,45 @@ def test_expected_next_readout(readout):
 
 
 @needs_virtual_taobao
+def test_advantage_and_cvar_readouts(readout, tmp_path):
+    """advantage: Q(s, a) - Q(s, no click with the same leave), 0 without clicks;
+    cvar: the expected-next read-out with Q's mean replaced by its lower-tail CVaR;
+    the kind survives save / load."""
+    from mtrec.reward.inference import cvar_of_quantiles, q_values
+    from mtrec.rl.mental_reward import MentalRewardReadout, state_features, user_action
+
+    rng = np.random.default_rng(2)
+    user = np.zeros(N_USER_FEATURES, dtype=np.float32)
+    user[[1, 11, 21]] = 1
+    states = np.concatenate(
+        [state_features(user, [3], [1], rng.uniform(-1, 1, 27).astype(np.float32))] * 4
+    )
+    actions = np.array([user_action(0, 0), user_action(2, 0), user_action(0, 1), user_action(5, 1)])
+    args = (readout.network, readout.next_pages.numpy(), readout.gamma)
+    advantage = MentalRewardReadout(*args, kind="advantage")
+    cvar = MentalRewardReadout(*args, kind="cvar", cvar_level=0.3)
+    with torch.no_grad():
+        quantiles = readout.network(torch.from_numpy(states))
+        q = q_values(quantiles)[0]
+    got = advantage.raw(states, actions)
+    assert got[0] == 0.0 and got[2] == 0.0
+    assert got[1] == pytest.approx(float(q[actions[1]] - q[user_action(0, 0)]), abs=1e-5)
+    assert got[3] == pytest.approx(float(q[actions[3]] - q[user_action(0, 1)]), abs=1e-5)
+    # Same next-state term as expected-next, so the difference is mean - CVaR of Z(s, a).
+    gap = readout.raw(states, actions) - cvar.raw(states, actions)
+    taken = quantiles[torch.arange(4), torch.from_numpy(actions)]
+    np.testing.assert_allclose(
+        gap, (taken.mean(-1) - cvar_of_quantiles(taken, 0.3)).numpy(), atol=1e-5
+    )
+    assert (gap >= -1e-6).all()
+    loaded = MentalRewardReadout.load(cvar.save(tmp_path / "cvar"))
+    assert loaded.kind == "cvar" and loaded.cvar_level == 0.3
+    np.testing.assert_allclose(loaded.raw(states, actions), cvar.raw(states, actions), atol=1e-6)
+    with pytest.raises(ValueError, match="read-out"):
+        MentalRewardReadout(*args, kind="median")
+
+
+@needs_virtual_taobao
 def test_reward_wrapper_adds_kappa_times_the_mental_reward(env, readout):
     from mtrec.rl.mental_reward import MentalRewardWrapper, features_from_observation
 

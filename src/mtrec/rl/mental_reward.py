@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtrec.config import RewardConfig
-from mtrec.reward.inference import non_crossing, q_values, soft_value
+from mtrec.reward.inference import cvar_of_quantiles, non_crossing, q_values, soft_value
 from mtrec.reward.losses import qr_iql_loss
 from mtrec.rl.virtual_taobao import (
     LAST_CLICKS,
@@ -55,6 +55,7 @@ N_CLICK_VALUES = MAX_CLICKS + 1
 N_USER_ACTIONS = 2 * N_CLICK_VALUES  # (clicks, leave)
 N_FEATURES = N_USER_FEATURES + 2 + N_ITEM_FEATURES
 MAX_PAGES = 100
+READOUTS = ("expected-next", "advantage", "cvar")
 WEIGHTS_FILE = "user_qnetwork.pt"
 CONFIG_FILE = "user_reward.json"
 
@@ -242,11 +243,17 @@ class UserRewardConfig:
     # Next pages w' averaged over by the expected-next read-out (as many as the
     # main read-out's next items).
     next_page_samples: int = field(default_factory=lambda: _reward_defaults().next_item_samples)
+    # The read-out (MentalRewardReadout): "expected-next", "advantage" or "cvar", the
+    # main pipeline's three (METHOD.md section 2); the CVaR's level as the main one's.
+    readout: str = "expected-next"
+    cvar_level: float = field(default_factory=lambda: _reward_defaults().cvar_level)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.target not in ("gradient", "stop_gradient"):
             raise ValueError(f"target must be 'gradient' or 'stop_gradient', got {self.target!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
 
 
 def _split_sessions(log: UserLog, valid_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -329,7 +336,15 @@ def fit_user_reward(
 
 
 class MentalRewardReadout:
-    """The expected-next read-out r(s, a) of a trained user Q-network, z-scored."""
+    """A read-out r(s, a) of a trained user Q-network, z-scored. `kind`:
+
+    - "expected-next": Q(s, a) - gamma * E_{w'} V(s'(a), w') (V = 0 after leave);
+    - "cvar": the same with Q(s, a) replaced by the lower-tail CVaR at
+      `cvar_level` of Z(s, a)'s quantiles (the risk-averse read-out);
+    - "advantage": Q(s, a) - Q(s, a0), a0 = no click with the same leave: what the
+      clicks on the page were worth to the user over not clicking on it (the main
+      pipeline's Q(s, 1) - Q(s, 0)); 0 for pages without a click.
+    """
 
     def __init__(
         self,
@@ -338,20 +353,33 @@ class MentalRewardReadout:
         gamma: float,
         mean: float = 0.0,
         std: float = 1.0,
+        kind: str = "expected-next",
+        cvar_level: float = 0.3,
     ) -> None:
+        if kind not in READOUTS:
+            raise ValueError(f"read-out must be one of {READOUTS}, got {kind!r}")
         self.network = network.eval()
         self.next_pages = torch.as_tensor(np.asarray(next_pages, dtype=np.float32))
         self.gamma = gamma
         self.mean = mean
         self.std = std
+        self.kind = kind
+        self.cvar_level = cvar_level
 
     @torch.no_grad()
     def raw(self, features: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """r(s, a) for states [B, 117] and user actions [B] (not z-scored)."""
         features = torch.as_tensor(np.asarray(features, dtype=np.float32)).view(-1, N_FEATURES)
         actions = torch.as_tensor(np.asarray(actions, dtype=np.int64)).view(-1)
-        q = q_values(self.network(features)).gather(1, actions.view(-1, 1)).squeeze(1)
+        quantiles = self.network(features)  # [B, 22, N]
         clicks = actions % N_CLICK_VALUES
+        if self.kind == "advantage":
+            q_all = q_values(quantiles)
+            no_click = actions - clicks  # (0 clicks, same leave)
+            taken = q_all.gather(1, actions.view(-1, 1)).squeeze(1)
+            return (taken - q_all.gather(1, no_click.view(-1, 1)).squeeze(1)).numpy()
+        taken = quantiles[torch.arange(len(actions)), actions]  # [B, N]
+        q = cvar_of_quantiles(taken, self.cvar_level) if self.kind == "cvar" else taken.mean(-1)
         stays = actions < N_CLICK_VALUES
         expected_next = torch.zeros_like(q)
         if bool(stays.any()):
@@ -385,6 +413,8 @@ class MentalRewardReadout:
             "gamma": self.gamma,
             "mean": self.mean,
             "std": self.std,
+            "kind": self.kind,
+            "cvar_level": self.cvar_level,
             **(extra or {}),
         }
         (folder / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
@@ -403,6 +433,8 @@ class MentalRewardReadout:
             float(description["gamma"]),
             float(description["mean"]),
             float(description["std"]),
+            description.get("kind", "expected-next"),  # saved before read-out kinds existed
+            float(description.get("cvar_level", 0.3)),
         )
 
 
@@ -414,7 +446,9 @@ def train_mental_reward(
     network, history, train_rows = fit_user_reward(log, config, progress=progress)
     generator = np.random.default_rng(config.seed)
     bank = log.page[generator.choice(len(log), size=config.next_page_samples, replace=False)]
-    readout = MentalRewardReadout(network, bank, config.gamma)
+    readout = MentalRewardReadout(
+        network, bank, config.gamma, kind=config.readout, cvar_level=config.cvar_level
+    )
     rewards = np.concatenate(
         [
             readout.raw(log.features()[chunk], log.actions()[chunk])
