@@ -52,6 +52,29 @@ RECBOLE_STOPPING_STEP = 10
 # RecBole 1.2.1's converged test NDCG@10 on this protocol (BENCHMARKS.md, H100 runs):
 # what --test-curve times our side against unless --reference-test-ndcg says otherwise.
 RECBOLE_TEST_NDCG = {"SASRec": 0.0637, "GRU4Rec": 0.0628}
+# The epoch at which that run of RecBole's SASRec reached it: 30 epochs run, and
+# stopping_step 10 stops after 11 epochs without gain, so its best was the 19th.
+RECBOLE_EPOCHS_TO_QUALITY = {"SASRec": 30 - (RECBOLE_STOPPING_STEP + 1)}
+
+
+def cpu_to_quality_against_recbole(mtrec: dict[str, Any], recbole: dict[str, Any]) -> dict:
+    """Process CPU seconds to RecBole's converged test NDCG@10: ours measured (the
+    test curve), RecBole's estimated as its measured CPU seconds per epoch (same
+    machine and threads) times the epochs its converged run needed
+    (RECBOLE_EPOCHS_TO_QUALITY; training it to convergence on CPU takes hours)."""
+    model = mtrec["model"]
+    if recbole.get("model") != model or recbole.get("torch_threads") != mtrec["torch_threads"]:
+        raise ValueError("the RecBole result is for another model or thread count")
+    ours = (mtrec.get("time_to_reference_test_ndcg") or {}).get("cpu_seconds")
+    epochs = RECBOLE_EPOCHS_TO_QUALITY.get(model)
+    theirs = recbole["cpu_seconds_per_epoch_incl_validation"] * epochs if epochs else None
+    return {
+        "mtrec_cpu_seconds_measured": ours,
+        "recbole_cpu_seconds_per_epoch_measured": recbole["cpu_seconds_per_epoch_incl_validation"],
+        "recbole_epochs_to_quality": epochs,
+        "recbole_cpu_seconds_estimated": theirs,
+        "ratio_recbole_over_mtrec": _ratio(theirs, ours),
+    }
 
 
 def prepare_ml100k(work_dir: Path, seed: int = SEED, n_negatives: int = 4) -> Path:
@@ -136,7 +159,8 @@ class TestCurve:
         self.data = data
         self.evaluate_config = evaluate_config
         self.points: list[dict[str, float]] = []
-        self.seconds = 0.0
+        self.seconds = 0.0  # wall and process CPU seconds spent here so far
+        self.cpu_seconds = 0.0
         self._model = None
 
     def __call__(self, epoch: int, record: dict[str, float]) -> None:
@@ -144,7 +168,7 @@ class TestCurve:
         from mtrec.models import load_model
         from mtrec.training.loop import CHECKPOINT_FILE, load_checkpoint
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if self._model is None:
             self._model = load_model(self.seed_dir / "initial", device=self.evaluate_config.device)
         state = load_checkpoint(self.seed_dir / CHECKPOINT_FILE)["model"]
@@ -152,17 +176,33 @@ class TestCurve:
         test = split_metrics(self._model, self.data, "test", self.evaluate_config)
         self.points.append({"epoch": epoch, "test_ndcg_at_10": test["NDCG@10"]})
         self.seconds += time.perf_counter() - started
+        self.cpu_seconds += time.process_time() - cpu_started
+
+
+def clock_without_curve(ends: list[float], start: float, curve_spent: list[float]) -> list[float]:
+    """Seconds from `start` to each epoch's end, less the test curve's time before
+    that end. `curve_spent[i]`: the curve's cumulative time after epoch i + 1's
+    callback; epoch i + 1's end is read before its own curve runs, so only the
+    curves of the earlier epochs fall inside."""
+    before = [0.0, *curve_spent[:-1]] if curve_spent else [0.0] * len(ends)
+    return [end - start - spent for end, spent in zip(ends, before, strict=True)]
 
 
 def time_to_quality(
-    epoch_clock: list[float], curve: list[dict[str, float]], target: float
+    epoch_clock: list[float],
+    curve: list[dict[str, float]],
+    target: float,
+    cpu_clock: list[float] | None = None,
 ) -> dict[str, Any]:
-    """The first epoch whose test NDCG@10 reaches `target`, and the run's seconds
-    up to its end (`epoch_clock[i]`: seconds from the start of training to the
-    end of epoch i + 1, the test curve's own time left out)."""
-    for point, seconds in zip(curve, epoch_clock, strict=True):
+    """The first epoch whose test NDCG@10 reaches `target`, and the run's wall
+    (and process CPU) seconds up to its end (`epoch_clock[i]`: from the start of
+    training to the end of epoch i + 1, the test curve's own time left out)."""
+    cpu_clock = cpu_clock if cpu_clock is not None else [None] * len(epoch_clock)
+    for point, seconds, cpu in zip(curve, epoch_clock, cpu_clock, strict=True):
         if point["test_ndcg_at_10"] >= target:
-            return {"target": target, "epoch": point["epoch"], "seconds": seconds}
+            return {"target": target, "epoch": point["epoch"], "seconds": seconds} | (
+                {"cpu_seconds": cpu} if cpu is not None else {}
+            )
     return {"target": target, "epoch": None, "seconds": None}
 
 
@@ -222,6 +262,7 @@ def run_mtrec(
         epoch_ends: list[float] = []
         cpu_epoch_ends: list[float] = []
         curve_times: list[float] = []  # the test curve's seconds so far, per epoch end
+        curve_cpu: list[float] = []  # and its CPU seconds
         progress: list[dict[str, Any]] = []
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
@@ -230,6 +271,7 @@ def run_mtrec(
             if curve is not None:
                 curve(epoch, record)
                 curve_times.append(curve.seconds)
+                curve_cpu.append(curve.cpu_seconds)
             test = f" test NDCG@10 {curve.points[-1]['test_ndcg_at_10']:.4f}" if curve else ""
             print(
                 f"[mtrec {model_name}] epoch {epoch}: train {record['train_seconds']:.1f}s "
@@ -243,9 +285,10 @@ def run_mtrec(
                     "epoch": epoch,
                     "train_seconds": record["train_seconds"],
                     # from the start of training, the test curve's own time left out
-                    "wall_seconds": epoch_ends[-1]
-                    - fit_started
-                    - (curve_times[-2] if len(curve_times) > 1 else 0.0),
+                    "wall_seconds": clock_without_curve(epoch_ends, fit_started, curve_times)[-1],
+                    "cpu_seconds": clock_without_curve(cpu_epoch_ends, cpu_fit_started, curve_cpu)[
+                        -1
+                    ],
                     "valid_ndcg_at_10": record["valid_NDCG@10"],
                     "test_ndcg_at_10": curve.points[-1]["test_ndcg_at_10"] if curve else None,
                 }
@@ -278,17 +321,14 @@ def run_mtrec(
         test = split_metrics(model, data, "test", evaluate_config)
         valid = split_metrics(model, data, "valid", evaluate_config)
         train_seconds = [float(r["train_seconds"]) for r in history]
-        # Each epoch's wall time (training, validation, checkpoint) without the
-        # report-only test curve: epoch i's interval holds the curve of epoch i - 1
-        # (it runs in the callback, after the epoch's end was read).
-        curve_durations = np.diff([0.0, *curve_times]) if curve else np.zeros(len(epoch_ends))
-        previous_curve = np.concatenate([[0.0], curve_durations[:-1]])
-        wall = (np.diff([fit_started, *epoch_ends]) - previous_curve).tolist()
-        epoch_clock = np.cumsum(wall).tolist()
+        # Wall and process CPU seconds (training, validation, checkpoints) from the
+        # start of training to each epoch's end, the report-only test curve left out;
+        # CPU time is less sensitive to other jobs on a shared machine than wall time.
+        epoch_clock = clock_without_curve(epoch_ends, fit_started, curve_times)
+        cpu_clock = clock_without_curve(cpu_epoch_ends, cpu_fit_started, curve_cpu)
+        wall = np.diff([0.0, *epoch_clock]).tolist()
+        cpu_epoch = np.diff([0.0, *cpu_clock])
         best_epoch = int(seed_summary["best_epoch"])
-        # Process CPU time of training + validation + checkpointing per epoch
-        # (less sensitive to other jobs on a shared machine than wall time).
-        cpu_epoch = np.diff([cpu_fit_started, *cpu_epoch_ends])
         return {
             "side": "mtrec",
             "model": model_name,
@@ -310,10 +350,12 @@ def run_mtrec(
             # on validation, and to early stop (training, validation, checkpoints).
             "seconds_to_best_epoch": epoch_clock[best_epoch - 1],
             "seconds_to_early_stop": fit_seconds,
+            "cpu_seconds_to_best_epoch": cpu_clock[best_epoch - 1],
+            "cpu_seconds_to_early_stop": cpu_clock[-1],
             "gpu_utilisation": utilisation.summary(),
             "test_curve": curve.points if curve else None,
             "time_to_reference_test_ndcg": (
-                time_to_quality(epoch_clock, curve.points, reference_test_ndcg)
+                time_to_quality(epoch_clock, curve.points, reference_test_ndcg, cpu_clock)
                 if curve and reference_test_ndcg is not None
                 else None
             ),
@@ -437,7 +479,8 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         action="append",
         default=[],
-        help="reuse an existing bench_recbole.py JSON instead of rerunning RecBole",
+        help="reuse an existing bench_recbole.py JSON instead of rerunning RecBole "
+        "(with --side=mtrec --test-curve: the CPU time to RecBole's quality, compared)",
     )
     args = parser.parse_args(argv)
 
@@ -457,6 +500,10 @@ def main(argv: list[str] | None = None) -> None:
             partial_out=out.with_name(out.stem + ".partial.json"),
         )
         out.with_name(out.stem + ".partial.json").unlink(missing_ok=True)
+        if args.recbole_result:  # CPU time to RecBole's quality, ours against theirs
+            recbole = json.loads(args.recbole_result[0].read_text())
+            result["cpu_to_quality_vs_recbole"] = cpu_to_quality_against_recbole(result, recbole)
+            result["recbole_result"] = str(args.recbole_result[0])
         out.write_text(json.dumps(result, indent=2) + "\n")
         return
 

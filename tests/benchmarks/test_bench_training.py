@@ -68,7 +68,27 @@ def test_time_to_quality_is_the_first_epoch_reaching_the_target(bench):
         {"epoch": 2, "test_ndcg_at_10": 0.065},
         {"epoch": 3, "test_ndcg_at_10": 0.07},
     ]
-    reached = bench.time_to_quality([1.5, 3.0, 4.5], curve, 0.0637)
-    assert reached == {"target": 0.0637, "epoch": 2, "seconds": 3.0}
+    reached = bench.time_to_quality([1.5, 3.0, 4.5], curve, 0.0637, cpu_clock=[1.0, 2.0, 3.0])
+    assert reached == {"target": 0.0637, "epoch": 2, "seconds": 3.0, "cpu_seconds": 2.0}
     missed = bench.time_to_quality([1.5, 3.0, 4.5], curve, 0.08)
     assert missed["epoch"] is None and missed["seconds"] is None
+
+
+def test_the_clock_leaves_out_the_test_curves_that_ran_before_each_epoch_end(bench):
+    # Epoch ends read at 10, 25, 40 s after a start at 0; the curve took 3 s after
+    # epoch 1 and 4 s after epoch 2 (cumulative 3, 7, then 12 after epoch 3).
+    clock = bench.clock_without_curve([10.0, 25.0, 40.0], 0.0, [3.0, 7.0, 12.0])
+    assert clock == [10.0, 22.0, 33.0]
+    assert bench.clock_without_curve([10.0, 25.0], 0.0, []) == [10.0, 25.0]
+
+
+def test_cpu_to_quality_against_recbole(bench):
+    mtrec = side(torch_threads=1, time_to_reference_test_ndcg={"cpu_seconds": 100.0})
+    recbole = side(torch_threads=1, cpu_seconds_per_epoch_incl_validation=300.0)
+    row = bench.cpu_to_quality_against_recbole(mtrec, recbole)
+    assert row["recbole_cpu_seconds_estimated"] == 300.0 * bench.RECBOLE_EPOCHS_TO_QUALITY["SASRec"]
+    assert row["ratio_recbole_over_mtrec"] == pytest.approx(
+        3.0 * bench.RECBOLE_EPOCHS_TO_QUALITY["SASRec"]
+    )
+    with pytest.raises(ValueError):
+        bench.cpu_to_quality_against_recbole(mtrec, side(torch_threads=2))
