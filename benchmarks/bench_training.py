@@ -487,6 +487,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.side == "mtrec":
         model = args.models[0]
         out = args.out or RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep{args.tag}.json"
+        recbole = json.loads(args.recbole_result[0].read_text()) if args.recbole_result else None
+        if recbole is not None and (recbole["model"], recbole["torch_threads"]) != (
+            model,
+            args.threads,
+        ):  # said before training, not after
+            raise SystemExit(f"{args.recbole_result[0]} is for another model or thread count")
         out.parent.mkdir(parents=True, exist_ok=True)
         result = run_mtrec(
             model,
@@ -500,8 +506,7 @@ def main(argv: list[str] | None = None) -> None:
             partial_out=out.with_name(out.stem + ".partial.json"),
         )
         out.with_name(out.stem + ".partial.json").unlink(missing_ok=True)
-        if args.recbole_result:  # CPU time to RecBole's quality, ours against theirs
-            recbole = json.loads(args.recbole_result[0].read_text())
+        if recbole is not None:  # CPU time to RecBole's quality, ours against theirs
             result["cpu_to_quality_vs_recbole"] = cpu_to_quality_against_recbole(result, recbole)
             result["recbole_result"] = str(args.recbole_result[0])
         out.write_text(json.dumps(result, indent=2) + "\n")
