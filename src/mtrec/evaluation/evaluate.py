@@ -40,7 +40,14 @@ from mtrec.config import EvaluateConfig
 from mtrec.data.processed import ProcessedData, load_processed
 from mtrec.data.sequences import RankingTargets, WindowBatch, build_ranking_targets, build_windows
 from mtrec.device import resolve_device
-from mtrec.evaluation.metrics import auc, gauc, ncis, ranking_metrics, satisfaction_split
+from mtrec.evaluation.metrics import (
+    auc,
+    gauc,
+    ncis,
+    rank_from_counts,
+    ranking_metrics,
+    satisfaction_split,
+)
 from mtrec.evaluation.stats import aggregate_seeds
 from mtrec.models import Recommender, load_model
 
@@ -113,9 +120,6 @@ def target_ranks_on_device(
     comparisons and a count per row, no sort. `seen` = (row, item) index pairs to
     leave out of the ranking (the users' earlier positives); column 0 (padding)
     is always left out and the target never is. Overwrites `scores`."""
-    tie_share = {"pessimistic": 1.0, "average": 0.5, "optimistic": 0.0}
-    if ties not in tie_share:
-        raise ValueError(f"ties must be one of {sorted(tie_share)}, got {ties!r}")
     n_users = scores.shape[0]
     targets = targets.to(scores.device, torch.long)
     rows = torch.arange(n_users, device=scores.device)
@@ -130,8 +134,7 @@ def target_ranks_on_device(
     n_higher = (scores > target_score).sum(dim=1)
     # The target itself is among the equal-scoring candidates: subtract it.
     n_tied = (scores == target_score).sum(dim=1) - 1
-    n_higher, n_tied = n_higher.cpu().numpy(), n_tied.cpu().numpy()
-    return 1.0 + n_higher + tie_share[ties] * n_tied
+    return rank_from_counts(n_higher.cpu().numpy(), n_tied.cpu().numpy(), ties)
 
 
 @dataclass(frozen=True)

@@ -193,10 +193,19 @@ def target_ranks(scores, targets, history_mask=None, ties: TieRule = "pessimisti
     n_higher = np.sum(candidate & (score > target_score), axis=1)
     # The target itself is among the equal-scoring candidates: subtract it.
     n_tied = np.sum(candidate & (score == target_score), axis=1) - 1
-    tie_share = {"pessimistic": 1.0, "average": 0.5, "optimistic": 0.0}
-    if ties not in tie_share:
-        raise ValueError(f"ties must be one of {sorted(tie_share)}, got {ties!r}")
-    return 1.0 + n_higher + tie_share[ties] * n_tied
+    return rank_from_counts(n_higher, n_tied, ties)
+
+
+# The share of the equal-scoring other items each tie rule ranks above the target.
+TIE_SHARE = {"pessimistic": 1.0, "average": 0.5, "optimistic": 0.0}
+
+
+def rank_from_counts(n_higher: np.ndarray, n_tied: np.ndarray, ties: TieRule) -> np.ndarray:
+    """1-based rank from the counts of other candidates scoring above and equal to
+    the target, under tie rule `ties` (`target_ranks`)."""
+    if ties not in TIE_SHARE:
+        raise ValueError(f"ties must be one of {sorted(TIE_SHARE)}, got {ties!r}")
+    return 1.0 + n_higher + TIE_SHARE[ties] * n_tied
 
 
 def ranking_metrics(ranks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:

@@ -98,17 +98,11 @@ def behavioural_proxies(
     clicks = log["response"].to_numpy() == 1
     exposures = np.bincount(items[train], minlength=n_items + 1).astype(float)
     positives = np.bincount(items[train & clicks], minlength=n_items + 1).astype(float)
-    continued = np.bincount(
-        items[train & clicks],
-        weights=out["continuation"].to_numpy()[train & clicks],
-        minlength=n_items + 1,
-    )
     global_ctr = positives.sum() / max(exposures.sum(), 1.0)
-    global_continuation = continued.sum() / max(positives.sum(), 1.0)
     ctr = np.where(exposures > 0, positives / np.maximum(exposures, 1.0), global_ctr)
-    item_continuation = np.where(
-        positives > 0, continued / np.maximum(positives, 1.0), global_continuation
-    )
+    # Unshrunk (no pseudo-clicks): an item without train clicks gets the global share.
+    train_log = log[train].assign(continuation=out["continuation"].to_numpy()[train])
+    item_continuation = shrunk_item_mean(train_log, "continuation", n_items, prior_count=0.0)
     out["item_popularity"] = positives[items]
     out["item_ctr"] = ctr[items]
     out["item_continuation"] = item_continuation[items]
