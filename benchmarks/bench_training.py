@@ -57,14 +57,19 @@ RECBOLE_TEST_NDCG = {"SASRec": 0.0637, "GRU4Rec": 0.0628}
 RECBOLE_EPOCHS_TO_QUALITY = {"SASRec": 30 - (RECBOLE_STOPPING_STEP + 1)}
 
 
+def check_same_setup(recbole: dict[str, Any], model: str, threads: int) -> None:
+    """A RecBole result is comparable only for the same model and thread count."""
+    if recbole.get("model") != model or recbole.get("torch_threads") != threads:
+        raise ValueError("the RecBole result is for another model or thread count")
+
+
 def cpu_to_quality_against_recbole(mtrec: dict[str, Any], recbole: dict[str, Any]) -> dict:
     """Process CPU seconds to RecBole's converged test NDCG@10: ours measured (the
     test curve), RecBole's estimated as its measured CPU seconds per epoch (same
     machine and threads) times the epochs its converged run needed
     (RECBOLE_EPOCHS_TO_QUALITY; training it to convergence on CPU takes hours)."""
     model = mtrec["model"]
-    if recbole.get("model") != model or recbole.get("torch_threads") != mtrec["torch_threads"]:
-        raise ValueError("the RecBole result is for another model or thread count")
+    check_same_setup(recbole, model, mtrec["torch_threads"])
     ours = (mtrec.get("time_to_reference_test_ndcg") or {}).get("cpu_seconds")
     epochs = RECBOLE_EPOCHS_TO_QUALITY.get(model)
     theirs = recbole["cpu_seconds_per_epoch_incl_validation"] * epochs if epochs else None
@@ -488,11 +493,11 @@ def main(argv: list[str] | None = None) -> None:
         model = args.models[0]
         out = args.out or RESULTS_DIR / f"mtrec_{model}_{args.epochs}ep{args.tag}.json"
         recbole = json.loads(args.recbole_result[0].read_text()) if args.recbole_result else None
-        if recbole is not None and (recbole["model"], recbole["torch_threads"]) != (
-            model,
-            args.threads,
-        ):  # said before training, not after
-            raise SystemExit(f"{args.recbole_result[0]} is for another model or thread count")
+        if recbole is not None:  # said before training, not after
+            try:
+                check_same_setup(recbole, model, args.threads)
+            except ValueError as error:
+                raise SystemExit(f"{args.recbole_result[0]}: {error}") from None
         out.parent.mkdir(parents=True, exist_ok=True)
         result = run_mtrec(
             model,
