@@ -71,6 +71,20 @@ def control_table(
     return table
 
 
+def with_beta(config, backbone: str, beta: float):
+    """The recommender config with the `mtrec` guidance's beta set for `backbone`,
+    in its per-backbone override too (which would otherwise win over it)."""
+    options = config.guidance_options | {
+        "mtrec": {**config.guidance_options["mtrec"], "beta": beta}
+    }
+    overrides = {key: dict(value) for key, value in config.guidance_options_overrides.items()}
+    if "mtrec" in overrides.get(backbone, {}):
+        overrides[backbone]["mtrec"] = {**overrides[backbone]["mtrec"], "beta": beta}
+    return config.model_copy(
+        update={"guidance_options": options, "guidance_options_overrides": overrides}
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -119,10 +133,7 @@ def main() -> None:
     names = [f"{args.backbone}-none"]
     train_recommender(config, args.backbone, "none", processed, models / names[0], args.seeds)
     for beta in args.betas:
-        options = config.guidance_options | {
-            "mtrec": {**config.guidance_options["mtrec"], "beta": beta}
-        }
-        guided = config.model_copy(update={"guidance_options": options})
+        guided = with_beta(config, args.backbone, beta)
         name = f"{args.backbone}-mtrec"
         out = models / f"{name}-beta{beta:g}"
         train_recommender(guided, args.backbone, "mtrec", processed, out, args.seeds, table_path)

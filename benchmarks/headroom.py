@@ -23,6 +23,16 @@ the harness (`compare`) is added for seed 0 as a secondary interval.
     python benchmarks/headroom.py --candidates models/candidates \
         --out benchmarks/results/headroom_sim_gru4rec_5seeds.json
 
+With `--validation-users N` the world's users are split into two disjoint
+cohorts: users 0 .. N-1 (with their own random numbers, seed online.seed + 1)
+form a *validation cohort* and the rest the *test cohort*, which the whole
+table reports. Candidates that differ only in a `-<variant>` suffix after the
+guidance (`gru4rec-mtrec-beta0.3`, `gru4rec-mtrec-beta0.03`, as
+`guidance_control.py` names them) are one family: its variant with the best
+validation-cohort viewing time (mean over seeds) is chosen, and only the
+chosen one's test-cohort comparison is the family's result (every variant's is
+still listed, marked). The test cohort never chooses.
+
 The candidates' data must come from the world params.yaml describes (the
 script rebuilds it from `data.simulator`).
 """
@@ -83,11 +93,36 @@ def seed_models(candidates: Path) -> dict[str, dict[str, Path]]:
     }
 
 
+def family_of(name: str) -> str:
+    """`<backbone>-<guidance>` of a candidate name, without a variant suffix."""
+    backbone, _, rest = name.partition("-")
+    return f"{backbone}-{rest.split('-')[0]}" if rest else name
+
+
+def choose_variants(validation: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict]:
+    """Per family, the variant with the best mean validation-cohort viewing time."""
+    families: dict[str, dict[str, float]] = {}
+    for name, seeds in validation.items():
+        mean = float(np.mean([v[HEADLINE] for v in seeds.values()]))
+        families.setdefault(family_of(name), {})[name] = mean
+    return {
+        family: {"validation_viewing_time": variants, "chosen": max(variants, key=variants.get)}
+        for family, variants in families.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--candidates", type=Path, default=Path("models/candidates"))
     parser.add_argument("--level", type=float, default=0.95)
+    parser.add_argument(
+        "--validation-users",
+        type=int,
+        default=None,
+        help="users 0..N-1 form a validation cohort that chooses among a family's "
+        "variants; the rest form the test cohort the table reports",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -95,6 +130,14 @@ def main() -> None:
     if params.data.source != "synthetic":
         raise SystemExit(f"headroom needs data.source: synthetic (got {params.data.source!r})")
     sim, online = params.data.simulator, params.online
+    validation_online = None
+    if args.validation_users is not None:
+        if not 0 < args.validation_users < sim.n_users:
+            raise SystemExit(f"--validation-users must be in 1..{sim.n_users - 1}")
+        validation_online = online.model_copy(
+            update={"first_user": 0, "n_users": args.validation_users, "seed": online.seed + 1}
+        )
+        online = online.model_copy(update={"first_user": args.validation_users, "n_users": None})
     started = time.perf_counter()
     log = generate_log(sim)
     world = log.world
@@ -115,11 +158,16 @@ def main() -> None:
     if not models:
         raise SystemExit(f"no */train_summary.json under {args.candidates}")
     per_seed: dict[str, dict[str, dict[str, float]]] = {}
+    validation_per_seed: dict[str, dict[str, dict[str, float]]] = {}
     seed0_results: dict[str, OnlineResult] = {}
     for name, seeds in models.items():
         per_seed[name] = {}
+        validation_per_seed[name] = {}
         for seed, model_dir in sorted(seeds.items(), key=lambda kv: int(kv[0])):
             policy, item_map = ModelPolicy.from_path(model_dir, world)
+            if validation_online is not None:
+                checked = run_online(policy, world, sim, validation_online, item_map, name)
+                validation_per_seed[name][seed] = cohort_means(checked)
             result = run_online(policy, world, sim, online, item_map, f"{name}/{seed}")
             per_seed[name][seed] = cohort_means(result)
             if seed == min(seeds, key=int):
@@ -128,12 +176,16 @@ def main() -> None:
 
     oracle = table["satisfaction_oracle"][HEADLINE]["mean"]
     comparisons = {}
+    selection = choose_variants(validation_per_seed) if validation_online is not None else {}
+    chosen = {family["chosen"] for family in selection.values()}
     for name in models:
         backbone, _, guidance = name.partition("-")
         base = f"{backbone}-none"
         if guidance == "none" or base not in models:
             continue
         entry: dict = {"base": base}
+        if selection:
+            entry["chosen_on_validation_cohort"] = name in chosen
         for metric in METRICS:
             guided = {s: v[metric] for s, v in per_seed[name].items()}
             reference = {s: v[metric] for s, v in per_seed[base].items()}
@@ -155,10 +207,18 @@ def main() -> None:
     report = {
         "benchmark": "headroom",
         "command": "python benchmarks/headroom.py "
-        + f"--candidates {args.candidates} --out {args.out}",
+        + f"--candidates {args.candidates} --out {args.out}"
+        + ("" if args.validation_users is None else f" --validation-users {args.validation_users}"),
         "world": sim.model_dump(),
         "online": online.model_dump(),
         "n_users": int(len(results["random"].per_user())),
+        "validation_cohort": None
+        if validation_online is None
+        else {
+            "online": validation_online.model_dump(),
+            "per_seed": validation_per_seed,
+            "selection": selection,
+        },
         "policies": table,
         "per_seed": per_seed,
         "guided_vs_base": comparisons,
@@ -175,8 +235,9 @@ def main() -> None:
         )
     for name, entry in comparisons.items():
         v = entry[HEADLINE]
+        mark = "*" if entry.get("chosen_on_validation_cohort") else " "
         print(
-            f"{name} - {entry['base']}: viewing {v['diff_mean']:+.3f} "
+            f"{mark}{name} - {entry['base']}: viewing {v['diff_mean']:+.3f} "
             f"({100 * v['relative_gain']:+.1f}%, {100 * args.level:.0f}% "
             f"[{100 * v['relative_interval']['lower']:+.1f}%, "
             f"{100 * v['relative_interval']['upper']:+.1f}%]); "

@@ -98,8 +98,11 @@ class OnlineConfig(StrictModel):
     """Online evaluation in the simulator (mtrec.simulator.online)."""
 
     seed: int = 11
-    # Users of the simulated cohort (the first n of the world; None = all).
+    # Users of the simulated cohort: n_users of the world from first_user on
+    # (None = all from first_user). Two disjoint cohorts (e.g. a validation cohort
+    # that selects and a test cohort that reports) differ in first_user.
     n_users: int | None = Field(None, ge=1)
+    first_user: int = Field(0, ge=0)
     sessions_per_user: int = Field(3, ge=1)
     max_session_length: int = Field(20, ge=1)
     # Items shown per step (the policy's top-k, history and this session's

@@ -34,3 +34,21 @@ def test_control_table_replaces_only_the_guidance_columns_z_scored_on_train(cont
     assert (table["reward_neg_mean_z"] == 0).all()
     pd.testing.assert_series_equal(table["reward_pos_cvar_z"], read_out["reward_pos_cvar_z"])
     assert read_out["reward_pos_mean_z"].eq(9.0).all()  # the input is not altered
+
+
+def test_beta_reaches_the_backbone_even_where_an_override_sets_it(control):
+    from mtrec.config import load_params
+
+    config = load_params("params.yaml").recommender
+    assert "mtrec" in config.guidance_options_overrides["sasrec"]  # the case this guards
+    for backbone in ("sasrec", "gru4rec", "din"):
+        assert (
+            control.with_beta(config, backbone, 2.5).options_for(backbone, "mtrec")["beta"] == 2.5
+        )
+    # Other backbones' overrides and other guidances are left as they were.
+    changed = control.with_beta(config, "gru4rec", 2.5)
+    assert changed.options_for("sasrec", "mtrec") == config.options_for("sasrec", "mtrec")
+    assert (
+        changed.guidance_options["proxy-continuation"]
+        == config.guidance_options["proxy-continuation"]
+    )

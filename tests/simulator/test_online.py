@@ -156,3 +156,14 @@ def test_ctr_oracle_clicks_more_and_satisfaction_oracle_satisfies_more(world):
     assert versus["reward_per_shown"]["ci_low"] > 0
     assert versus["negative_click_share"]["ci_high"] < 0
     assert report["versus_baseline"]["random"]["ctr"]["ci_high"] < 0
+
+
+def test_cohorts_from_first_user_are_disjoint_and_reach_the_world_end(world):
+    policy = RandomPolicy(world.n_items, seed=3)
+    validation = run_online(policy, world, SIM, ONLINE.model_copy(update={"n_users": 60}))
+    test = run_online(policy, world, SIM, ONLINE.model_copy(update={"first_user": 60}))
+    assert sorted(validation.sessions["user"].unique()) == list(range(60))
+    assert sorted(test.sessions["user"].unique()) == list(range(60, SIM.n_users))
+    assert test.sessions["shown"].sum() > 0
+    with pytest.raises(ValueError, match="first_user 150 is outside the world's 150 users"):
+        warm_up(world, SIM, ONLINE.model_copy(update={"first_user": SIM.n_users}))

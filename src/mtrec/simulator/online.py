@@ -57,18 +57,25 @@ class Cohort:
     clicked: np.ndarray  # [n, n_items] bool
 
 
-def cohort_size(world: World, config: OnlineConfig) -> int:
-    return world.n_users if config.n_users is None else min(config.n_users, world.n_users)
+def cohort_users(world: World, config: OnlineConfig) -> np.ndarray:
+    """World indices of the cohort: `n_users` users from `first_user` on."""
+    if config.first_user >= world.n_users:
+        raise ValueError(
+            f"online.first_user {config.first_user} is outside the world's {world.n_users} users"
+        )
+    last = world.n_users if config.n_users is None else config.first_user + config.n_users
+    return np.arange(config.first_user, min(last, world.n_users))
 
 
 def warm_up(world: World, sim_config: SimulatorConfig, config: OnlineConfig) -> Cohort:
     """Exposures under the logging policy; users do not leave during warm-up."""
-    n_users = cohort_size(world, config)
-    users = np.arange(n_users)
+    users = cohort_users(world, config)
+    n_users = len(users)
     rng = np.random.default_rng([config.seed, 0])
     logging_policy = LoggingPolicy.from_config(world, sim_config, rng)
     state = UserState.initial(world)
-    clicked = np.zeros((n_users, world.n_items), dtype=bool)
+    # The logging policy reads its blocked items by world index.
+    clicked = np.zeros((int(users[-1]) + 1, world.n_items), dtype=bool)
     histories: list[list[int]] = [[] for _ in range(n_users)]
     for _ in range(config.warmup_exposures):
         draws = Draws.sample(rng, world.n_users, 1)
@@ -76,9 +83,9 @@ def warm_up(world: World, sim_config: SimulatorConfig, config: OnlineConfig) -> 
         response = respond(world, sim_config, state, users, items[:, None], draws)
         for row in np.flatnonzero(response.click[:, 0]):
             histories[row].append(int(items[row]))
-            clicked[row, items[row]] = True
+            clicked[users[row], items[row]] = True
     state.recover(world, sim_config.interest_recovery)
-    return Cohort(users=users, state=state, histories=histories, clicked=clicked)
+    return Cohort(users=users, state=state, histories=histories, clicked=clicked[users])
 
 
 def history_tensor(
@@ -182,7 +189,9 @@ def run_online(
             rows = np.flatnonzero(active)
             if len(rows) == 0:
                 break
-            draws = Draws.sample(np.random.default_rng([config.seed, 1, session, step]), n_users, k)
+            # Read by world index: drawn for users 0 .. the cohort's last one.
+            rng = np.random.default_rng([config.seed, 1, session, step])
+            draws = Draws.sample(rng, int(cohort.users[-1]) + 1, k)
             history = history_tensor(
                 cohort.histories, rows, item_map, config.max_history, config.history_padding
             )

@@ -30,7 +30,7 @@ from mtrec.config import OnlineConfig, ReinforceConfig, SimulatorConfig
 from mtrec.device import resolve_device
 from mtrec.models import last_items
 from mtrec.simulator.online import (
-    cohort_size,
+    cohort_users,
     compare,
     history_tensor,
     run_online,
@@ -173,13 +173,13 @@ def train_reinforce(
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 4])
     device = resolve_device("auto")
-    first_train_user = cohort_size(world, online_config)
-    train_users = np.arange(first_train_user, world.n_users)
+    train_users = np.setdiff1d(np.arange(world.n_users), cohort_users(world, online_config))
     if len(train_users) == 0:
         raise ValueError("no training users: the online cohort holds every user of the world")
-    # Warm-up histories for the training users (same protocol as the cohort).
+    # Warm-up histories for the training users (same protocol as the cohort); the
+    # warm-up covers every user so that its rows are world indices.
     warm_config = online_config.model_copy(
-        update={"n_users": None, "seed": online_config.seed + 1000 + seed}
+        update={"n_users": None, "first_user": 0, "seed": online_config.seed + 1000 + seed}
     )
     cohort = warm_up(world, sim_config, warm_config)
     identity = ItemIndexMap.identity(world.n_items)
