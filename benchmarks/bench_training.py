@@ -52,6 +52,8 @@ RECBOLE_STOPPING_STEP = 10
 # RecBole 1.2.1's converged test NDCG@10 on this protocol (BENCHMARKS.md, H100 runs):
 # what --test-curve times our side against unless --reference-test-ndcg says otherwise.
 RECBOLE_TEST_NDCG = {"SASRec": 0.0637, "GRU4Rec": 0.0628}
+# and its converged validation NDCG@10: the time to it is what a recipe may be chosen by.
+RECBOLE_VALID_NDCG = {"SASRec": 0.0737, "GRU4Rec": 0.0749}
 # The epoch at which that run of RecBole's SASRec reached it: 30 epochs run, and
 # stopping_step 10 stops after 11 epochs without gain, so its best was the 19th.
 RECBOLE_EPOCHS_TO_QUALITY = {"SASRec": 30 - (RECBOLE_STOPPING_STEP + 1)}
@@ -198,13 +200,14 @@ def time_to_quality(
     curve: list[dict[str, float]],
     target: float,
     cpu_clock: list[float] | None = None,
+    key: str = "test_ndcg_at_10",
 ) -> dict[str, Any]:
-    """The first epoch whose test NDCG@10 reaches `target`, and the run's wall
-    (and process CPU) seconds up to its end (`epoch_clock[i]`: from the start of
-    training to the end of epoch i + 1, the test curve's own time left out)."""
+    """The first epoch whose `key` (test NDCG@10 by default) reaches `target`, and
+    the run's wall (and process CPU) seconds up to its end (`epoch_clock[i]`: from
+    the start of training to the end of epoch i + 1, the test curve's own time left out)."""
     cpu_clock = cpu_clock if cpu_clock is not None else [None] * len(epoch_clock)
     for point, seconds, cpu in zip(curve, epoch_clock, cpu_clock, strict=True):
-        if point["test_ndcg_at_10"] >= target:
+        if point[key] >= target:
             return {"target": target, "epoch": point["epoch"], "seconds": seconds} | (
                 {"cpu_seconds": cpu} if cpu is not None else {}
             )
@@ -222,6 +225,8 @@ def run_mtrec(
     test_curve: bool = False,
     reference_test_ndcg: float | None = None,
     partial_out: Path | None = None,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Train our backbone `model_name` under the shared protocol; measurements.
     With `test_curve`, also the report-only test NDCG@10 after every epoch and
@@ -257,6 +262,8 @@ def run_mtrec(
                 resume=False,
                 device=device_name,
                 precision=precision,
+                **({} if learning_rate is None else {"learning_rate": learning_rate}),
+                **({} if batch_size is None else {"batch_size": batch_size}),
             ),
         )
         device = resolve_device(device_name)
@@ -363,6 +370,14 @@ def run_mtrec(
                 time_to_quality(epoch_clock, curve.points, reference_test_ndcg, cpu_clock)
                 if curve and reference_test_ndcg is not None
                 else None
+            ),
+            # The criterion a training recipe may be chosen by (validation only).
+            "time_to_reference_valid_ndcg": time_to_quality(
+                epoch_clock,
+                progress,
+                RECBOLE_VALID_NDCG[model_name],
+                cpu_clock,
+                key="valid_ndcg_at_10",
             ),
             "train_seconds": train_seconds,
             # Validation, checkpoint and best-model writing per epoch.
@@ -476,6 +491,12 @@ def main(argv: list[str] | None = None) -> None:
         "converged figure on this protocol, BENCHMARKS.md)",
     )
     parser.add_argument(
+        "--learning-rate", type=float, default=None, help="mtrec side (default: TrainConfig's)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="mtrec side, windows (TrainConfig's)"
+    )
+    parser.add_argument(
         "--tag", default="", help="suffix of the per-side JSON names (e.g. _cuda_bf16)"
     )
     parser.add_argument("--out", type=Path, default=None)
@@ -509,6 +530,8 @@ def main(argv: list[str] | None = None) -> None:
             test_curve=args.test_curve,
             reference_test_ndcg=args.reference_test_ndcg or RECBOLE_TEST_NDCG[model],
             partial_out=out.with_name(out.stem + ".partial.json"),
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
         )
         out.with_name(out.stem + ".partial.json").unlink(missing_ok=True)
         if recbole is not None:  # CPU time to RecBole's quality, ours against theirs
@@ -550,6 +573,9 @@ def main(argv: list[str] | None = None) -> None:
             mtrec_cmd.append("--test-curve")
         if args.reference_test_ndcg is not None:
             mtrec_cmd.append(f"--reference-test-ndcg={args.reference_test_ndcg}")
+        for flag, value in (("learning-rate", args.learning_rate), ("batch-size", args.batch_size)):
+            if value is not None:
+                mtrec_cmd.append(f"--{flag}={value}")
         if model in reused:
             recbole = json.loads(reused[model].read_text())
             if recbole["torch_threads"] != args.threads:

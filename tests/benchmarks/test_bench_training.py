@@ -72,6 +72,10 @@ def test_time_to_quality_is_the_first_epoch_reaching_the_target(bench):
     assert reached == {"target": 0.0637, "epoch": 2, "seconds": 3.0, "cpu_seconds": 2.0}
     missed = bench.time_to_quality([1.5, 3.0, 4.5], curve, 0.08)
     assert missed["epoch"] is None and missed["seconds"] is None
+    # The same rule on another key (validation, what a recipe may be chosen by).
+    valid = [{"epoch": p["epoch"], "valid_ndcg_at_10": 0.1 - p["test_ndcg_at_10"]} for p in curve]
+    first = bench.time_to_quality([1.5, 3.0, 4.5], valid, 0.05, key="valid_ndcg_at_10")
+    assert first["epoch"] == 1 and first["seconds"] == 1.5
 
 
 def test_the_clock_leaves_out_the_test_curves_that_ran_before_each_epoch_end(bench):
