@@ -98,3 +98,25 @@ def test_risky_items_have_a_wider_reward_distribution():
     spread_safe = clicks.loc[~risky, "true_reward"].std()
     assert risky.sum() > 50
     assert spread_risky > 1.2 * spread_safe
+
+
+def test_a_world_larger_than_a_block_is_simulated_block_by_block(monkeypatch):
+    import mtrec.simulator.logging_policy as logging_policy
+
+    one_block = generate_log(SMALL).frame
+    monkeypatch.setattr(logging_policy, "BLOCK_CELLS", 40 * SMALL.n_items)  # blocks of 40 users
+    blocks = generate_log(SMALL).frame
+    assert blocks.equals(generate_log(SMALL).frame)  # seeded, block by block
+    # Every user is simulated, in the log's order, under the same world and policy:
+    # the same marginals, from other random numbers.
+    assert set(blocks["user_id"]) == set(one_block["user_id"])
+    assert (blocks.groupby("user_id")["timestamp"].diff().dropna() > 0).all()
+    assert not blocks["item_id"].equals(one_block["item_id"])
+    assert abs(blocks["response"].mean() - one_block["response"].mean()) < 0.03
+    # A user never gets an item shown again after clicking it (the block's click matrix).
+    clicks = blocks[blocks["response"] == 1]
+    for _, user in clicks.groupby("user_id"):
+        first_click = user.groupby("item_id")["timestamp"].min()
+        shown = blocks[blocks["user_id"] == user["user_id"].iloc[0]]
+        later = shown.merge(first_click.rename("clicked_at"), on="item_id")
+        assert (later["timestamp"] <= later["clicked_at"]).all()

@@ -16,7 +16,7 @@ from the ground truth (`world.expected_reward`, with the base interest).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,11 @@ SECONDS_PER_SESSION = 86_400
 START_TIME = 1_600_000_000
 # Largest n_users * n_items whose preference CDF is cached (float32: 4 bytes each).
 CDF_CACHE_LIMIT = 60_000_000
+# Users simulated together: at most this many users * items, so a block's click
+# matrix and cached CDF stay bounded however large the world (users never interact,
+# so blocks are independent). A world within it is one block: the log of every
+# world that fits is what it was before blocks existed.
+BLOCK_CELLS = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -134,9 +139,46 @@ class SimulatedLog:
 
 
 def generate_log(config: SimulatorConfig) -> SimulatedLog:
-    """Simulate every user's sessions under the logging policy (seeded)."""
+    """Simulate every user's sessions under the logging policy (seeded).
+
+    Users are simulated in blocks of at most BLOCK_CELLS // n_items users, each
+    with its own random stream (the whole world is one block, with the stream
+    `[seed, 1]`, when it fits), so memory is bounded by the block, not the world."""
     world = make_world(config)
-    rng = np.random.default_rng([config.seed, 1])
+    block_users = max(1, BLOCK_CELLS // world.n_items)
+    starts = range(0, world.n_users, block_users)
+    parts = []
+    for block, start in enumerate(starts):
+        users = slice(start, min(start + block_users, world.n_users))
+        seed = [config.seed, 1] if len(starts) == 1 else [config.seed, 1, block]
+        view = replace(
+            world,
+            user_preferences=world.user_preferences[users],
+            user_susceptibility=world.user_susceptibility[users],
+        )
+        part = _simulate_block(view, config, np.random.default_rng(seed))
+        part["user"] += start
+        parts.append(part)
+    data = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    order = np.lexsort((data["timestamp"], data["user"]))
+    frame = pd.DataFrame(
+        {
+            "user_id": world.user_ids[data["user"][order]],
+            "item_id": world.item_ids[data["item"][order]],
+            "timestamp": data["timestamp"][order].astype(np.int64),
+            "response": data["response"][order],
+            "watch_ratio": data["watch_ratio"][order].astype(float),
+            "true_reward": data["true_reward"][order].astype(float),
+        }
+    )
+    return SimulatedLog(frame=frame, world=world)
+
+
+def _simulate_block(
+    world: World, config: SimulatorConfig, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Every session of the users of `world` (a block's view: user index 0 is the
+    block's first user); columns of the log, users in block indices."""
     policy = LoggingPolicy.from_config(world, config, rng)
     state = UserState.initial(world)
     clicked = np.zeros((world.n_users, world.n_items), dtype=bool)
@@ -169,20 +211,7 @@ def generate_log(config: SimulatorConfig) -> SimulatedLog:
             columns["true_reward"].append(response.reward[:, 0])
             active[users[response.leave]] = False
         state.recover(world, config.interest_recovery)
-
-    data = {k: np.concatenate(v) for k, v in columns.items()}
-    order = np.lexsort((data["timestamp"], data["user"]))
-    frame = pd.DataFrame(
-        {
-            "user_id": world.user_ids[data["user"][order]],
-            "item_id": world.item_ids[data["item"][order]],
-            "timestamp": data["timestamp"][order].astype(np.int64),
-            "response": data["response"][order],
-            "watch_ratio": data["watch_ratio"][order].astype(float),
-            "true_reward": data["true_reward"][order].astype(float),
-        }
-    )
-    return SimulatedLog(frame=frame, world=world)
+    return {k: np.concatenate(v) for k, v in columns.items()}
 
 
 def log_statistics(frame: pd.DataFrame, min_item_exposures: int = 10) -> dict[str, float]:
