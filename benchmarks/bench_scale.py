@@ -56,8 +56,10 @@ RUNNER = (
     "    code = exit.code or 0\n"
     "except BaseException as error:\n"
     "    print(repr(error), file=sys.stderr); code = 1\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-    "open(sys.argv[1], 'w').write(json.dumps({'peak_rss_mib': peak, 'code': code}))\n"
+    "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime\n"
+    "record = {'peak_rss_mib': peak, 'cpu_seconds': cpu, 'code': code}\n"
+    "open(sys.argv[1], 'w').write(json.dumps(record))\n"
     "sys.exit(code)\n"
 )
 
@@ -71,6 +73,7 @@ def world_params(base: dict, folder: Path, users: int, items: int, args) -> dict
         "n_items": items,
         "sessions_per_user": args.sessions,
         "max_session_length": args.session_length,
+        "truth_path": str(folder / "data/raw/simulator_truth.npz"),
     }
     overrides = {
         "data": {"source": "synthetic", "path": None, "simulator": simulator},
@@ -121,7 +124,10 @@ def run_stage(stage: str, params_file: Path, args, env: dict) -> dict:
     usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}
     result = {
         "seconds": seconds,
+        # the stage process's own CPU time (its threads and no other job's)
+        "cpu_seconds": usage.get("cpu_seconds"),
         "peak_rss_mib": usage.get("peak_rss_mib"),
+        "load_average_1_5_15_after": list(os.getloadavg()),
         "code": done.returncode,
     }
     if done.returncode != 0:
@@ -176,6 +182,7 @@ def main() -> None:
                 "processed_meta": json.loads(meta.read_text()) if meta.exists() else None,
                 "stages": stages,
                 "total_seconds": sum(s["seconds"] for s in stages.values()),
+                "total_cpu_seconds": sum(s["cpu_seconds"] or 0 for s in stages.values()),
                 "peak_rss_mib": max(s["peak_rss_mib"] or 0 for s in stages.values()),
             }
         )

@@ -52,6 +52,10 @@ def test_bench_scale_records_each_stage_of_a_tiny_world(tmp_path):
         assert list(size["stages"]) == ["ingest", "validate", "split"]
         for stage in size["stages"].values():
             assert stage["code"] == 0 and stage["seconds"] > 0 and stage["peak_rss_mib"] > 50
+            assert 0 < stage["cpu_seconds"]
+        # The world's truth is written in the size's own folder, not the working directory's.
+        assert (tmp_path / "work" / f"users_{size['users']}/data/raw/simulator_truth.npz").exists()
+        assert not (tmp_path / "data").exists()
         assert size["processed_meta"]["n_users"] <= size["users"]
     # Twice the users, a larger log: the sizes really differ.
     assert large["ingest_summary"]["rows"] > small["ingest_summary"]["rows"]
