@@ -121,7 +121,10 @@ def main() -> None:
         "--stage", action="append", default=None, help="only these stages (default: all)"
     )
     parser.add_argument(
-        "--logs", type=Path, default=None, help="stage logs (default: /tmp/bench_pipeline/<out's stem>/)"
+        "--logs",
+        type=Path,
+        default=None,
+        help="stage logs (default: /tmp/bench_pipeline/<out's stem>/)",
     )
     args = parser.parse_args()
     project = args.project.resolve()
