@@ -30,6 +30,7 @@ every stage, so an interrupted run still leaves the stages done.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -65,7 +66,9 @@ def stage_commands(project: Path) -> dict[str, str]:
     """stage name -> its command, as DVC resolves it (interpolated)."""
     from dvc.repo import Repo
 
-    with Repo(str(project)) as repo:
+    # Addresses are relative to the working directory: the project's, as for
+    # `dvc stage list` there.
+    with contextlib.chdir(project), Repo(str(project)) as repo:
         return {stage.addressing: stage.cmd for stage in repo.index.stages if stage.cmd}
 
 
