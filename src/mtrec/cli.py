@@ -434,8 +434,6 @@ def simulate_online_command(
     baseline: str = typer.Option("popularity", help="the policy the others are compared with"),
 ) -> None:
     """Online A/B in the simulator (data.simulator, section `online`) -> reports/online.json."""
-    from mtrec.simulator.steps import online_evaluation
-
     _setup_logging()
     p = _params(params)
     out_path = p.paths.reports / "online.json"
@@ -460,6 +458,10 @@ def simulate_online_command(
             seeds = entry.get("model_dirs") or {}
             if seeds:
                 model_dirs[name] = Path(seeds[sorted(seeds, key=int)[0]])
+    # Imported only now: a skipped stage (every real-data job) need not load the
+    # simulator, torch and scipy (~1.8 s).
+    from mtrec.simulator.steps import online_evaluation
+
     report = online_evaluation(
         p.data.simulator,
         p.online,

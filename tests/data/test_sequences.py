@@ -56,6 +56,23 @@ def test_every_exposure_once_with_a_recent_suffix_of_its_history(max_history):
         assert int(windows.user_idx[w]) == frame["user_idx"][row]
 
 
+def test_windows_come_in_log_order_for_any_user_ids():
+    """Windows are numbered by (user, window index), i.e. in log order, whatever
+    the user ids (0, gaps, large): each window's rows follow the previous one's."""
+    frame = _log({0: 4, 7: 9, 1000: 3, 100_000: 6})
+    windows = build_windows(frame, 2, extra_columns=["reward"])
+    rows = [windows.row[w][windows.mask[w]].tolist() for w in range(len(windows))]
+    assert sorted(r for window in rows for r in window) == list(range(len(frame)))
+    for earlier, later in zip(rows, rows[1:], strict=False):
+        assert max(earlier) < min(later)
+    users = frame["user_idx"].to_numpy()
+    assert windows.user_idx.tolist() == [int(users[window[0]]) for window in rows]
+    # A user with p positives has states 0..p: window k >= 1 holds states up to
+    # L + k S, so 1 + ceil((p - L) / S) windows when p > L.
+    stride = window_stride(2)
+    assert len(windows) == sum(1 + max(0, -(-(p - 2) // stride)) for p in (4, 9, 3, 6))
+
+
 def test_window_positives_stop_at_the_last_state_used():
     frame = _log({3: 11})
     windows = build_windows(frame, 4)

@@ -154,3 +154,37 @@ def test_gate_step_logs_runs_registers_champion_then_keeps_a_worse_challenger(
     assert challenger["candidate"] == "sasrec-mtrec"
     assert challenger["version"] != champion["version"]
     assert Path(gate_path).exists()
+
+
+def test_history_is_logged_per_epoch_in_batches(tmp_path, mlflow_tracking_uri):
+    """Every numeric column of every epoch row, at step = epoch, as per-row
+    `mlflow.log_metrics` would: NaN and non-numbers left out, '@' renamed, and
+    more metrics than one MLflow batch holds (1000) all arrive."""
+    config = TrackingConfig(tracking_uri=mlflow_tracking_uri, experiment="history-batches")
+    tracking.configure_tracking(config, tmp_path)
+    rows = [
+        {"epoch": epoch, "train_loss": 1.0 / epoch, "valid_NDCG@10": 0.1 * epoch, "note": "x"}
+        | {f"extra_{k}": float(epoch * k) for k in range(40)}
+        | ({"valid_AUC": float("nan")} if epoch == 2 else {"valid_AUC": 0.5 + epoch / 100})
+        for epoch in range(1, 31)
+    ]
+    with tracking.pipeline_run("v", "c") as run:
+        assert tracking.log_history(rows) == 30
+    client = mlflow.MlflowClient()
+    assert sum(len(tracking.loggable_metrics(r)) - 1 for r in rows) > tracking.METRICS_PER_BATCH
+    history = client.get_metric_history(run.info.run_id, "valid_NDCG_at_10")
+    assert [(m.step, m.value) for m in history] == [(e, 0.1 * e) for e in range(1, 31)]
+    auc = client.get_metric_history(run.info.run_id, "valid_AUC")
+    assert [m.step for m in auc] == [e for e in range(1, 31) if e != 2]
+    extra = client.get_metric_history(run.info.run_id, "extra_39")
+    assert [(m.step, m.value) for m in extra] == [(e, float(e * 39)) for e in range(1, 31)]
+    latest = client.get_run(run.info.run_id).data.metrics
+    assert "note" not in latest and "epoch" not in latest
+    assert latest["train_loss"] == pytest.approx(1.0 / 30)
+
+
+def test_history_needs_an_active_run(tmp_path, mlflow_tracking_uri):
+    config = TrackingConfig(tracking_uri=mlflow_tracking_uri, experiment="history-batches")
+    tracking.configure_tracking(config, tmp_path)
+    with pytest.raises(RuntimeError, match="active MLflow run"):
+        tracking.log_history([{"epoch": 1, "loss": 1.0}])

@@ -151,3 +151,46 @@ def test_split_views_end_each_split_where_its_log_ends():
     assert len(views["test"][0]) == len(log)
     for name, (rows, own) in views.items():
         assert (log["split"].iloc[rows[own]] == name).all()
+
+
+def test_views_built_once_read_the_same_rewards():
+    """`train_reward`'s per-epoch report builds the validation view once
+    (`readout_views`) and reads it every epoch: the same frame, bit for bit, as a
+    read-out that builds it itself, call after call; a subset of splits lands on
+    the right rows (the full read-out's, with a display distribution that makes
+    the draws irrelevant)."""
+    from mtrec.reward.readout import readout_views
+
+    net = network()
+    train = frame([1, 1, 1, 2, 2], [5, 6, 7, 3, 4], [1, 0, 1, 1, 1])
+    valid = frame([1, 1, 2], [8, 2, 6], [0, 1, 1])
+    test = frame([1, 2], [3, 7], [1, 0])
+    log = concat_splits({"train": train, "valid": valid, "test": test})
+    device = torch.device("cpu")
+    spread = torch.tensor([0.0] + [0.1] * 10, dtype=torch.float64)  # draws matter
+    splits = ("valid", "test")
+    views = readout_views(log, net.max_history, config().session_gap, device, splits)
+    assert [view.name for view in views] == ["valid", "test"]
+    fresh = compute_rewards(net, log, config(), spread, device, progress=False, splits=splits)
+    for _ in range(2):
+        reused = compute_rewards(
+            net, log, config(), spread, device, progress=False, splits=splits, views=views
+        )
+        pd.testing.assert_frame_equal(reused, fresh, check_exact=True)
+    assert fresh["split"].tolist() == ["valid", "valid", "test", "valid", "test"]
+
+    full = compute_rewards(net, log, config(), display(), device, progress=False)
+    subset = compute_rewards(net, log, config(), display(), device, progress=False, splits=splits)
+    chosen = full["split"].isin(splits).to_numpy()
+    pd.testing.assert_frame_equal(subset, full[chosen].reset_index(drop=True), check_exact=True)
+
+
+def test_a_view_of_other_settings_is_refused():
+    from mtrec.reward.readout import readout_views
+
+    net = network()
+    log = concat_splits({"train": frame([1, 1, 1], [5, 6, 7], [1, 0, 1])})
+    device = torch.device("cpu")
+    views = readout_views(log, net.max_history + 1, None, device)
+    with pytest.raises(ValueError, match="max_history"):
+        compute_rewards(net, log, config(), display(), device, progress=False, views=views)

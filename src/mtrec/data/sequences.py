@@ -120,9 +120,16 @@ def build_windows(
     local_state = g - window * stride
     exposure_users = users[is_target]
 
-    # One window per distinct (user, window) among target exposures, in order.
-    key = pd.MultiIndex.from_arrays([exposure_users, window])
-    window_id, unique_keys = pd.factorize(key, sort=True)
+    # One window per distinct (user, window) among target exposures, in order:
+    # the pairs as one integer key (sorted as the pairs are), so that numpy
+    # factorises it (a pandas MultiIndex factorises Python tuples: 0.3 s per
+    # 500k rows).
+    base = int(window.max(initial=0)) + 1
+    lowest = int(exposure_users.min(initial=0))
+    unique_keys, window_id = np.unique(
+        (exposure_users - lowest) * base + window, return_inverse=True
+    )
+    window_id = window_id.reshape(-1)
     n_windows = len(unique_keys)
     slot = pd.Series(np.zeros(len(window_id))).groupby(window_id).cumcount().to_numpy()
     width = int(slot.max()) + 1 if len(slot) else 1
@@ -147,8 +154,8 @@ def build_windows(
     }
     needed = np.zeros(n_windows, np.int64)
     np.maximum.at(needed, window_id, local_state)
-    window_users = np.asarray(unique_keys.get_level_values(0), np.int64)
-    window_index = np.asarray(unique_keys.get_level_values(1), np.int64)
+    window_users = (unique_keys // base + lowest).astype(np.int64)
+    window_index = (unique_keys % base).astype(np.int64)
     out_positives = np.zeros((n_windows, max(1, int(needed.max(initial=0)))), np.int64)
     for w in range(n_windows):
         if needed[w] == 0:

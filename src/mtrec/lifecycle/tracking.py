@@ -272,15 +272,39 @@ def read_history(model_dir: Path) -> list[dict[str, float]]:
     return []
 
 
-def log_history(rows: list[Mapping[str, Any]]) -> int:
-    """Log every numeric column of each epoch row with step = epoch. Returns rows logged."""
-    import mlflow
+# MLflow's limit on metrics in one log_batch call.
+METRICS_PER_BATCH = 1000
 
+
+def log_history(rows: list[Mapping[str, Any]]) -> int:
+    """Log every numeric column of each epoch row with step = epoch, into the
+    active run. Returns rows logged.
+
+    In batches of up to METRICS_PER_BATCH metrics: what `mlflow.log_metrics`
+    per row would store (keys, values, steps; no model or dataset link unless a
+    model is active), without its one run lookup and one database transaction
+    per epoch row (~15 ms each on SQLite; 146 rows in the default job's gate)."""
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.utils.time import get_current_time_millis
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_history logs into the active MLflow run: start one first")
+    run_id = run.info.run_id
+    model_id = mlflow.get_active_model_id()
+    timestamp = get_current_time_millis()
+    metrics = []
     for position, row in enumerate(rows):
         step = int(row.get("epoch", position))
         values = loggable_metrics({k: v for k, v in row.items() if k != "epoch"})
-        if values:
-            mlflow.log_metrics(values, step=step)
+        metrics.extend(
+            Metric(key, value, timestamp, step, model_id=model_id, run_id=run_id)
+            for key, value in values.items()
+        )
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
     return len(rows)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,37 @@ def _read_view(
     return {column: np.concatenate(values) for column, values in parts.items()}
 
 
+@dataclass(frozen=True)
+class ReadoutView:
+    """One split's rows and the MDP they are read with (see `split_views`)."""
+
+    name: str
+    mdp: ExposureMDP  # on the read-out's device
+    own: np.ndarray  # positions of the split's rows within the view
+    target: np.ndarray  # the same rows' positions in the log
+    max_history: int
+    session_gap: int | None
+
+
+def readout_views(
+    log: pd.DataFrame,
+    max_history: int,
+    session_gap: int | None,
+    device: torch.device,
+    splits: tuple[str, ...] | None = None,
+) -> list[ReadoutView]:
+    """The MDP view of each split of `log` (only `splits`, when given), built once:
+    a caller reading the same log again (the per-epoch validation report of
+    `train_reward`) passes them to `compute_rewards` instead of rebuilding them."""
+    views = []
+    for name, view_rows, own in split_views(log):
+        if splits is not None and name not in splits:
+            continue
+        mdp = build_mdp(log.iloc[view_rows], max_history, session_gap).to(device)
+        views.append(ReadoutView(name, mdp, own, view_rows[own], max_history, session_gap))
+    return views
+
+
 @torch.no_grad()
 def compute_rewards(
     network: RewardQNetwork,
@@ -168,31 +200,52 @@ def compute_rewards(
     batch_rows: int = 8192,
     progress: bool = True,
     splits: tuple[str, ...] | None = None,
+    views: list[ReadoutView] | None = None,
 ) -> pd.DataFrame:
     """Reward columns for every row of `log` (a `concat_splits` log of behaviour
     columns), or only for the rows of `splits`; each split is read with its own
-    MDP view (`split_views`). Rows come back in `log` order."""
+    MDP view (`split_views`; `views`: those of `readout_views` for this log, the
+    network's max_history and the config's session_gap, when already built).
+    Rows come back in `log` order."""
     network.eval()
     generator = torch.Generator().manual_seed(config.seed)
     selected = np.arange(len(log))
     if splits is not None:
         selected = np.flatnonzero(log["split"].isin(splits).to_numpy())
+    if views is None:
+        views = readout_views(log, network.max_history, config.session_gap, device, splits)
     columns: dict[str, np.ndarray] = {}
-    for name, view_rows, own in split_views(log):
-        if splits is not None and name not in splits:
+    for view in views:
+        if splits is not None and view.name not in splits:
             continue
-        mdp = build_mdp(log.iloc[view_rows], network.max_history, config.session_gap).to(device)
+        if (view.max_history, view.session_gap) != (network.max_history, config.session_gap):
+            raise ValueError(
+                f"the {view.name} view was built for max_history {view.max_history} and "
+                f"session_gap {view.session_gap}, not the read-out's "
+                f"{network.max_history} and {config.session_gap}"
+            )
         values = _read_view(
-            network, mdp, own, config, display, device, generator, batch_rows, progress, name
+            network,
+            view.mdp,
+            view.own,
+            config,
+            display,
+            device,
+            generator,
+            batch_rows,
+            progress,
+            view.name,
         )
-        target = view_rows[own]  # rows of `log`
+        # Rows of the output: the view's rows among the selected ones (`selected` is
+        # sorted and holds every row of a selected split).
+        target = np.searchsorted(selected, view.target)
         for column, array in values.items():
             if column not in columns:
-                columns[column] = np.zeros(len(log), dtype=array.dtype)
+                columns[column] = np.zeros(len(selected), dtype=array.dtype)
             columns[column][target] = array
-    out = log[KEY_COLUMNS].iloc[selected].reset_index(drop=True)
+    out = log.iloc[selected][KEY_COLUMNS].reset_index(drop=True)
     for column, array in columns.items():
-        out[column] = array[selected]
+        out[column] = array
     return out
 
 
@@ -351,6 +404,10 @@ def validation_truth_report(
     truth = concat_splits(frames)
     truth = truth.loc[truth["split"] == "valid", signals].reset_index(drop=True)
     display = display_distribution(processed.train, processed.n_items)
+    # The same log every epoch: its validation view is built once.
+    views = readout_views(
+        log, config.backbone.max_history, config.session_gap, device, splits=("valid",)
+    )
     prefixes = {
         "spearman_true_reward__": "spearman__",
         "auc_rating_4_vs_2__": "auc_rating_4_vs_2__",
@@ -358,7 +415,7 @@ def validation_truth_report(
 
     def report(network: RewardQNetwork) -> dict[str, float]:
         rewards = compute_rewards(
-            network, log, config, display, device, progress=False, splits=("valid",)
+            network, log, config, display, device, progress=False, splits=("valid",), views=views
         )
         entry = recovery_report(rewards, truth, pd.DataFrame(index=rewards.index))["valid"]
         return {
