@@ -153,12 +153,26 @@ def main() -> None:
     parser.add_argument("--catalogue-ce-weight", type=float, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of every stage process, e.g. MALLOC_MMAP_THRESHOLD_=1048576 "
+        "(glibc: large blocks from mmap, so a long training loop's freed memory returns "
+        "to the system instead of fragmenting the heap)",
+    )
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     base = yaml.safe_load(args.params.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    for setting in args.env:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--env wants NAME=VALUE, got {setting!r}")
+        env[name] = value
     sizes = []
     for users in args.users:
         items = max(10, int(round(users * args.items_per_user)))
