@@ -96,15 +96,20 @@ def test_each_action_reads_its_own_next_state():
     np.testing.assert_allclose(gap[3], rewards["advantage"][3], atol=1e-5)
 
 
+def three_split_log() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two users over train, valid and test (the concatenated log, and its train split)."""
+    train = frame([1, 1, 1, 2, 2], [5, 6, 7, 3, 4], [1, 0, 1, 1, 1])
+    valid = frame([1, 1, 2], [8, 2, 6], [0, 1, 1])
+    test = frame([1, 2], [3, 7], [1, 0])
+    return concat_splits({"train": train, "valid": valid, "test": test}), train
+
+
 def test_train_rows_are_read_with_the_training_mdp():
     """The last train exposure is terminal in training, so its read-out must not
     subtract V of the first validation exposure; valid rows see the train history
     and end at the last valid exposure; the z statistics come from the train MDP."""
     net = network()
-    train = frame([1, 1, 1, 2, 2], [5, 6, 7, 3, 4], [1, 0, 1, 1, 1])
-    valid = frame([1, 1, 2], [8, 2, 6], [0, 1, 1])
-    test = frame([1, 2], [3, 7], [1, 0])
-    log = concat_splits({"train": train, "valid": valid, "test": test})
+    log, train = three_split_log()
     device = torch.device("cpu")
     rewards = compute_rewards(net, log, config(), display(), device, progress=False)
     alone = compute_rewards(
@@ -162,10 +167,7 @@ def test_views_built_once_read_the_same_rewards():
     from mtrec.reward.readout import readout_views
 
     net = network()
-    train = frame([1, 1, 1, 2, 2], [5, 6, 7, 3, 4], [1, 0, 1, 1, 1])
-    valid = frame([1, 1, 2], [8, 2, 6], [0, 1, 1])
-    test = frame([1, 2], [3, 7], [1, 0])
-    log = concat_splits({"train": train, "valid": valid, "test": test})
+    log, _ = three_split_log()
     device = torch.device("cpu")
     spread = torch.tensor([0.0] + [0.1] * 10, dtype=torch.float64)  # draws matter
     splits = ("valid", "test")
