@@ -243,7 +243,7 @@ def compute_rewards(
             if column not in columns:
                 columns[column] = np.zeros(len(selected), dtype=array.dtype)
             columns[column][target] = array
-    out = log.iloc[selected][KEY_COLUMNS].reset_index(drop=True)
+    out = log[KEY_COLUMNS].iloc[selected].reset_index(drop=True)
     for column, array in columns.items():
         out[column] = array
     return out
