@@ -167,7 +167,9 @@ def main() -> None:
     args = parser.parse_args()
 
     base = yaml.safe_load(args.params.read_text())
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    # The mtrec CLI sets OMP/MKL threads from MTREC_NUM_THREADS (default 2) before
+    # a stage starts: setting only OMP_NUM_THREADS gave every stage 2 threads.
+    env = {**os.environ, "MTREC_NUM_THREADS": str(args.threads)}
     for setting in args.env:
         name, sep, value = setting.partition("=")
         if not sep or not name:

@@ -34,6 +34,12 @@ X86_REPRODUCIBLE_KERNELS = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX "
     "AVX512_CLX AVX512_CNL AVX512_KNL AVX512_KNM",
 }
+# oneDNN (torch's CPU kernels) caches a primitive, with its scratch memory, per
+# input shape (1024 of them by default). The reward model's batches vary in shape
+# (rows are grouped by history), so that cache grew the reward stages' resident
+# memory with every batch, at no CPU gain: benchmarks/results/scale_curve/
+# users_10000_reward_stages_onednn_cache_{1024,0}.json. A user's setting wins.
+ONEDNN_PRIMITIVE_CACHE = "0"
 
 
 @app.callback()
@@ -47,6 +53,7 @@ def reproducible_numerics() -> None:
     if platform.machine().lower() in {"x86_64", "amd64"}:
         for name, value in X86_REPRODUCIBLE_KERNELS.items():
             os.environ.setdefault(name, value)
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_PRIMITIVE_CACHE)
     import sys
 
     if "torch" in sys.modules:  # imported already (e.g. the CLI called in-process)

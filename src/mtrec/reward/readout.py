@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,13 +181,24 @@ def readout_views(
     """The MDP view of each split of `log` (only `splits`, when given), built once:
     a caller reading the same log again (the per-epoch validation report of
     `train_reward`) passes them to `compute_rewards` instead of rebuilding them."""
-    views = []
+    return list(iter_readout_views(log, max_history, session_gap, device, splits))
+
+
+def iter_readout_views(
+    log: pd.DataFrame,
+    max_history: int,
+    session_gap: int | None,
+    device: torch.device,
+    splits: tuple[str, ...] | None = None,
+) -> Iterator[ReadoutView]:
+    """`readout_views` one at a time: a caller that drops each view before asking
+    for the next holds one MDP instead of one per split (each view of the test
+    split spans the whole log, so three views held 3 MDPs of the log's size)."""
     for name, view_rows, own in split_views(log):
         if splits is not None and name not in splits:
             continue
         mdp = build_mdp(log.iloc[view_rows], max_history, session_gap).to(device)
-        views.append(ReadoutView(name, mdp, own, view_rows[own], max_history, session_gap))
-    return views
+        yield ReadoutView(name, mdp, own, view_rows[own], max_history, session_gap)
 
 
 @torch.no_grad()
@@ -212,8 +223,8 @@ def compute_rewards(
     selected = np.arange(len(log))
     if splits is not None:
         selected = np.flatnonzero(log["split"].isin(splits).to_numpy())
-    if views is None:
-        views = readout_views(log, network.max_history, config.session_gap, device, splits)
+    if views is None:  # built one at a time, each dropped once read
+        views = iter_readout_views(log, network.max_history, config.session_gap, device, splits)
     columns: dict[str, np.ndarray] = {}
     for view in views:
         if splits is not None and view.name not in splits:
@@ -243,6 +254,7 @@ def compute_rewards(
             if column not in columns:
                 columns[column] = np.zeros(len(selected), dtype=array.dtype)
             columns[column][target] = array
+        del view, values  # before the next view is built
     out = log[KEY_COLUMNS].iloc[selected].reset_index(drop=True)
     for column, array in columns.items():
         out[column] = array
@@ -401,7 +413,12 @@ def validation_truth_report(
         return None
     frames = {"train": processed.train, "valid": valid}
     log = concat_splits({name: behaviour_only(frame) for name, frame in frames.items()})
-    truth = concat_splits(frames)
+    truth = concat_splits(
+        {
+            name: frame[["user_idx", *(c for c in signals if c in frame)]]
+            for name, frame in frames.items()
+        }
+    )
     truth = truth.loc[truth["split"] == "valid", signals].reset_index(drop=True)
     display = display_distribution(processed.train, processed.n_items)
     # The same log every epoch: its validation view is built once.
@@ -507,10 +524,19 @@ def read_out_rewards(
     config = config or saved_reward_config(model_dir)
     device = resolve_device(config.device, "reward.device")
     processed = load_processed(processed_dir)
+    n_items = processed.n_items
     frames = {name: processed.split(name) for name in ("train", "valid", "test")}
     log = concat_splits({name: behaviour_only(frame) for name, frame in frames.items()})
-    truth = concat_splits(frames)  # same order: concat_splits sorts stably by the same keys
-    display = display_distribution(processed.train, processed.n_items)
+    signals = [
+        c for c in ("satisfied", "rating", "true_reward") if any(c in f for f in frames.values())
+    ]
+    # Only the evaluation columns (same order: concat_splits sorts stably by the same keys).
+    kept = ["user_idx", *signals, "watch_ratio"]
+    truth = concat_splits({name: f[[c for c in kept if c in f]] for name, f in frames.items()})
+    display = display_distribution(processed.train, n_items)
+    # The splits' other columns (ids, strings) are not needed again: at 10M
+    # exposures they held ~1 GB through the read-out.
+    del processed, frames
     network = load_qnetwork(model_dir, device)
     rewards = compute_rewards(network, log, config, display, device, progress=progress)
     normalisation = add_normalised(rewards)
@@ -528,9 +554,8 @@ def read_out_rewards(
 
     watch_ratio = truth["watch_ratio"].to_numpy() if "watch_ratio" in truth else None
     baselines = behavioural_proxies(
-        log, processed.n_items, proxy_session_gap(config.session_gap), watch_ratio
+        log, n_items, proxy_session_gap(config.session_gap), watch_ratio
     )
-    signals = [c for c in ("satisfied", "rating", "true_reward") if c in truth.columns]
     recovery = recovery_report(rewards, truth[signals], baselines)
     summary = {
         "rows": int(len(rewards)),

@@ -175,7 +175,7 @@ def prepare_logs(
     train: pd.DataFrame, valid: pd.DataFrame, max_history: int, session_gap: int | None = None
 ) -> RewardLogs:
     train_log = behaviour_only(train)
-    joined = concat_splits({"train": behaviour_only(train), "valid": behaviour_only(valid)})
+    joined = concat_splits({"train": train_log, "valid": behaviour_only(valid)})
     valid_rows = np.flatnonzero(joined["split"].to_numpy() == "valid")
     return RewardLogs(
         train=build_mdp(train_log, max_history, session_gap),
@@ -336,9 +336,14 @@ def train_reward(
     from mtrec.reward.readout import validation_truth_report
 
     epoch_report = validation_truth_report(processed, config, device)
+    n_items = processed.n_items
+    display = display_distribution(processed.train, n_items)
+    # The MDPs and the report hold what training reads; the splits' frames (all
+    # columns, ids as strings) are ~1 GB at 10M exposures.
+    del processed
     began = time.perf_counter()
     network, history = fit_qnetwork(
-        config, logs, processed.n_items, device, progress=progress, epoch_report=epoch_report
+        config, logs, n_items, device, progress=progress, epoch_report=epoch_report
     )
     seconds = time.perf_counter() - began
     out_dir = Path(out_dir)
@@ -351,7 +356,7 @@ def train_reward(
             "monitor": MONITORED[config.monitor],
         },
     )
-    save_next_item_distribution(out_dir, display_distribution(processed.train, processed.n_items))
+    save_next_item_distribution(out_dir, display)
     timing_keys = ("seconds", "cpu_seconds")
     curves = [{k: v for k, v in record.items() if k not in timing_keys} for record in history]
     pd.DataFrame(curves).to_csv(out_dir / "history.csv", index=False)
