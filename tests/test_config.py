@@ -33,6 +33,10 @@ PARAMS = ROOT / "params.yaml"
 NOT_IN_PARAMS = {
     # Derived, not chosen: `for_backbone` sets it from `reward.encoders`.
     "reward.backbone": "derived",
+    # The reward model's DIN encoder scores logged exposures, never a catalogue:
+    # the two-stage ranking settings have nothing to do there.
+    "reward.encoders.din.candidates": "not used by an encoder",
+    "reward.encoders.din.candidate_neighbours": "not used by an encoder",
 }
 # Maps whose code default is "nothing overridden": the values they override are
 # fields of their own (checked), so the default {} states no tunable value.

@@ -297,6 +297,14 @@ class DINConfig(StrictModel):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     # Items scored per chunk in full-catalogue scoring (memory vs speed).
     score_chunk: int = Field(256, ge=1)
+    # Two-stage scoring: 0 scores every item with target attention; K > 0 lets a
+    # co-visitation candidate stage (mtrec.models.candidates, fitted on the train
+    # positives) pick K items per user and DIN re-rank only those; every other
+    # item scores -inf (ranked below all candidates). Evaluation, the online
+    # simulation and serving all go through score_all, so all of them use it.
+    candidates: int = Field(0, ge=0)
+    # Neighbours each item keeps in the candidate stage's table.
+    candidate_neighbours: int = Field(100, ge=1)
 
 
 ModelConfig = Annotated[SASRecConfig | GRU4RecConfig | DINConfig, Field(discriminator="kind")]

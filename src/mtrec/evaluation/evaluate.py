@@ -109,6 +109,21 @@ def target_ranks_of(
     return np.concatenate(ranks) if ranks else np.zeros(0)
 
 
+@torch.no_grad()
+def candidate_recall(
+    model: Recommender, targets: RankingTargets, batch_size: int, device: torch.device
+) -> float:
+    """Share of users whose held-out positive is among the items a two-stage
+    model's candidate stage passes on (`model.candidate_items`)."""
+    hits = []
+    for start in range(0, len(targets), batch_size):
+        rows = slice(start, start + batch_size)
+        picked = model.candidate_items(targets.history[rows].to(device))
+        target = targets.target[rows].to(device, torch.long)
+        hits.append((picked == target.unsqueeze(1)).any(dim=1).cpu().numpy())
+    return float(np.concatenate(hits).mean()) if hits else math.nan
+
+
 def target_ranks_on_device(
     scores: torch.Tensor,
     targets: torch.Tensor,
@@ -195,6 +210,12 @@ def score_split_with_ranks(
         metrics["NCIS_lift"] = metrics["NCIS"] - metrics["NCIS_untrained"]
     ranks = target_ranks_of(model, inputs.targets, config.batch_size, device, config.ties, progress)
     metrics |= ranking_metrics(ranks, ks=config.ks)
+    if getattr(model, "has_candidate_stage", False):
+        # Two-stage DIN: how often the candidate stage passes the held-out positive
+        # to DIN at all (one it misses is ranked below every candidate).
+        metrics["candidate_recall"] = candidate_recall(
+            model, inputs.targets, config.batch_size, device
+        )
     metrics |= satisfaction_split(ranks, inputs.targets.satisfied, ks=config.ks)
     metrics["n_users"] = float(len(ranks))
     metrics["n_exposures"] = float(len(labels))

@@ -6,6 +6,7 @@ scoring runs the target attention for chunks of items.
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -17,6 +18,7 @@ from mtrec.models.base import (
     joint_features,
     last_items,
 )
+from mtrec.models.candidates import candidate_scores, covisitation_table
 from mtrec.models.items import ItemTower
 
 ATTENTION_BUDGET = 2**24
@@ -57,6 +59,37 @@ class DINRecommender(BackboneModule):
         self.mlp = _mlp([3 * dim, *config.mlp_hidden], config.dropout)
         self.mlp_out = nn.Linear(([3 * dim, *config.mlp_hidden])[-1], 1)
         self.joint_dim = 3 * dim
+        if config.candidates:
+            # The candidate stage's table (fit_candidates), saved with the weights.
+            size, width = n_items + 1, config.candidate_neighbours
+            self.register_buffer("candidate_table", torch.zeros(size, width, dtype=torch.long))
+            self.register_buffer("candidate_weights", torch.zeros(size, width))
+            self.register_buffer("candidate_popularity", torch.zeros(size))
+            self.register_buffer("candidates_fitted", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def has_candidate_stage(self) -> bool:
+        return bool(self.config.candidates)
+
+    def fit_candidates(self, train: pd.DataFrame) -> None:
+        """Fill the candidate stage's table from the train log (user then event order)."""
+        if not self.has_candidate_stage:
+            raise ValueError("this DIN scores every item (config.candidates is 0)")
+        table, weights, popularity = covisitation_table(
+            train, self.n_items, self.config.candidate_neighbours
+        )
+        self.candidate_table.copy_(table)
+        self.candidate_weights.copy_(weights)
+        self.candidate_popularity.copy_(popularity)
+        self.candidates_fitted.fill_(True)
+
+    def candidate_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """The candidate stage alone: history [B, L'] -> [B, n_items + 1]."""
+        if not self.has_candidate_stage or not bool(self.candidates_fitted):
+            raise RuntimeError("the candidate stage was never fitted (fit_candidates)")
+        return candidate_scores(
+            history, self.candidate_table, self.candidate_weights, self.candidate_popularity
+        )
 
     @property
     def item_embedding(self) -> nn.Embedding:
@@ -112,16 +145,47 @@ class DINRecommender(BackboneModule):
         return self.exposure_logits(history, items, state_index)
 
     def score_all(self, history: torch.Tensor) -> torch.Tensor:
-        """history [B, L'] -> [B, n_items + 1] (col 0 = -inf), in item chunks."""
+        """history [B, L'] -> [B, n_items + 1] (col 0 = -inf): every item in item
+        chunks, or with a candidate stage DIN's logits on the K candidates and
+        -inf elsewhere."""
+        if self.has_candidate_stage:
+            return self._score_candidates(history)
         batch = history.shape[0]
         history = last_items(history, self.max_history)
         out = torch.empty(batch, self.n_items + 1, device=history.device)
         out[:, 0] = float("-inf")
-        # Attention activations are [B, chunk, L+1, A]: keep them near 2**24 floats.
-        per_item = max(1, batch * (history.shape[1] + 1) * self.config.attention_hidden)
-        size = max(1, min(self.score_chunk, ATTENTION_BUDGET // per_item))
+        size = self._item_chunk(history)
         for start in range(1, self.n_items + 1, size):
             stop = min(start + size, self.n_items + 1)
             items = torch.arange(start, stop, device=history.device).expand(batch, -1)
             out[:, start:stop] = self.score_items(history, items)
         return out
+
+    def candidate_items(self, history: torch.Tensor) -> torch.Tensor:
+        """The K items the candidate stage passes to DIN: [B, K], -1 in a slot a
+        short catalogue or long history leaves empty (no finite first-stage score)."""
+        first = self.candidate_scores(history)
+        k = min(self.config.candidates, self.n_items)
+        top = torch.topk(first, k, dim=1)  # distinct items, strongest first
+        return top.indices.masked_fill(~torch.isfinite(top.values), -1)
+
+    def _score_candidates(self, history: torch.Tensor) -> torch.Tensor:
+        picked = self.candidate_items(history)
+        finite = picked >= 0
+        candidates = picked.clamp(min=0)  # empty slots point at padding (column 0)
+        logits = torch.cat(
+            [
+                self.score_items(history, part)
+                for part in torch.split(candidates, self._item_chunk(history), dim=1)
+            ],
+            dim=1,
+        )
+        out = torch.full((history.shape[0], self.n_items + 1), float("-inf"), device=history.device)
+        return out.scatter_(1, candidates, logits.masked_fill(~finite, float("-inf")))
+
+    def _item_chunk(self, history: torch.Tensor) -> int:
+        """Items per score_items call: attention activations are [B, chunk, L+1, A];
+        keep them near 2**24 floats."""
+        width = min(history.shape[1], self.max_history)
+        per_item = max(1, history.shape[0] * (width + 1) * self.config.attention_hidden)
+        return max(1, min(self.score_chunk, ATTENTION_BUDGET // per_item))

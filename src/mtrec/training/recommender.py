@@ -117,6 +117,8 @@ def train_seed(
     model_config = config.backbone_config(backbone)
     seed_everything(seed)
     model = build_model(model_config, data.n_items)
+    if getattr(model, "has_candidate_stage", False):
+        model.fit_candidates(data.train)  # DIN's two-stage scoring (DINConfig.candidates)
     item_ids = data.items.sort_values("item_idx")["item_id"].astype(str).tolist()
     initial_dir = out_dir / "initial"
     if current_world().is_main:  # under torchrun, rank 0 writes
