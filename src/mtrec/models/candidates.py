@@ -19,10 +19,13 @@ table is saved with the model's weights and moves to its device.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Weight of the k-th most recent positive of the history (k = 0 the last one).
 RECENCY_DECAY = 0.8
@@ -37,6 +40,8 @@ def covisitation_table(
     popularity [n_items + 1] float) from a log sorted by user then event order
     (the processed splits' contract); only rows with response 1 count. Row 0
     (padding) has no neighbours; unused slots hold item 0 with weight 0."""
+    import scipy.sparse as sp  # here: only fitting needs it, not loading or serving
+
     if neighbours < 1 or window < 1:
         raise ValueError(f"neighbours and window must be >= 1, got {neighbours}, {window}")
     positives = log[log["response"] == 1]

@@ -6,7 +6,8 @@ scoring runs the target attention for chunks of items.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -20,6 +21,9 @@ from mtrec.models.base import (
 )
 from mtrec.models.candidates import candidate_scores, covisitation_table
 from mtrec.models.items import ItemTower
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ATTENTION_BUDGET = 2**24
 
