@@ -102,7 +102,7 @@ def train_seed(
     data: ProcessedData,
     out_dir: Path,
     seed: int,
-    rewards: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+    rewards: pd.DataFrame | Callable[[tuple[str, ...]], pd.DataFrame] | None = None,
     callbacks: Sequence[EpochCallback] = (),
     stop_after_epochs: int | None = None,
     progress: bool = False,
@@ -144,7 +144,7 @@ def train_seed(
         if rewards is None:
             raise ValueError(f"guidance {guidance!r} needs {joined}: set recommender.rewards_path")
         if callable(rewards):
-            rewards = rewards()
+            rewards = rewards(tuple(joined))
         table = loss.prepare_table(rewards)
         train_frame = attach_exposure_columns(train_frame, "train", table, joined)
     windows = build_windows(train_frame, model_config.max_history, extra_columns=columns)
@@ -330,18 +330,32 @@ def train_recommender(
     return summary | {"seconds_per_epoch": seconds}
 
 
-def _reward_table_reader(path: Path, backbone: str) -> Callable[[], pd.DataFrame]:
+# Columns that key the per-exposure table to a split's rows (attach_exposure_columns).
+TABLE_KEYS = ("split", "split_row", "user_idx", "item_idx")
+
+
+def _reward_table_reader(path: Path, backbone: str) -> Callable[[tuple[str, ...]], pd.DataFrame]:
     """Reads the per-exposure reward table on first use only (a guidance without
-    reward columns never opens it), then hands every seed the same frame."""
+    reward columns never opens it), then hands every seed the same frame.
+    `read(columns)`: when the table has every asked column, only those and the
+    keys are read (the table holds ~40 columns; at 10M exposures all of them
+    took GBs); otherwise all of it, for a loss that derives its columns from
+    others (`prepare_table`)."""
 
     @functools.cache
-    def read() -> pd.DataFrame:
+    def read(columns: tuple[str, ...]) -> pd.DataFrame:
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} does not exist: run `mtrec train-reward --backbone {backbone}` "
                 f"and `mtrec read-out-rewards --backbone {backbone}` first"
             )
-        return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        available = set(pq.read_schema(path).names)
+        if not set(columns) <= available:
+            return pd.read_parquet(path)
+        keys = [c for c in TABLE_KEYS if c in available]
+        return pd.read_parquet(path, columns=[*keys, *(c for c in columns if c not in keys)])
 
     return read
 
