@@ -89,7 +89,9 @@ class DINRecommender(BackboneModule):
 
     def candidate_scores(self, history: torch.Tensor) -> torch.Tensor:
         """The candidate stage alone: history [B, L'] -> [B, n_items + 1]."""
-        if not self.has_candidate_stage or not bool(self.candidates_fitted):
+        if not self.has_candidate_stage:
+            raise RuntimeError("this DIN has no candidate stage (config.candidates is 0)")
+        if not bool(self.candidates_fitted):
             raise RuntimeError("the candidate stage was never fitted (fit_candidates)")
         return candidate_scores(
             history, self.candidate_table, self.candidate_weights, self.candidate_popularity
