@@ -38,7 +38,7 @@ def prepare(
         # The world's weights beside its truth, for evaluation-only references.
         (out / "raw").mkdir(parents=True, exist_ok=True)
         (out / "raw" / "simulator_config.json").write_text(simulator.model_dump_json(indent=1))
-    data = DataConfig(source=source, simulator=simulator if source == "synthetic" else None)
+    data = DataConfig(source=source, **({"simulator": simulator} if source == "synthetic" else {}))
     ingest(data, out / "raw" / "exposures.parquet")
     validate_exposures(
         out / "raw" / "exposures.parquet",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ import torch
 from mtrec.config import RewardConfig, SimulatorConfig, load_params
 from mtrec.data.processed import load_processed
 from mtrec.evaluation.metrics import spearman
+from mtrec.reward.calibration import calibration_report
 from mtrec.reward.ceiling import fit_supervised_ceiling
 from mtrec.reward.distill import fit_state_regression
 from mtrec.reward.mdp import concat_splits, display_distribution, split_views
@@ -50,8 +52,25 @@ from mtrec.simulator.world import expected_reward, load_world, preference_fit
 
 CEILING = "supervised_ceiling"
 METRICS = ("spearman_true_reward", "auc_satisfied", "auc_rating_4_vs_2")
-CALIBRATION = ("calibration__coverage_0.8", "calibration__width_0.8", "calibration__coverage_0.6")
-OVERRIDABLE = ("max_epochs", "patience", "monitor", "objective", "target", "session_gap")
+CALIBRATION = (
+    "calibration__coverage_0.8",
+    "calibration__width_0.8",
+    "calibration__coverage_0.6",
+    "calibration__true_width_0.8",
+    "calibration__overlap_true_0.8",
+)
+OVERRIDABLE = (
+    "max_epochs",
+    "patience",
+    "monitor",
+    "objective",
+    "target",
+    "session_gap",
+    "leave_action",
+    "behaviour_weight",
+    "learning_rate",
+    "windows_per_batch",
+)
 
 
 def summarise(runs: list[dict], splits: tuple[str, ...]) -> dict:
@@ -89,8 +108,67 @@ def summarise(runs: list[dict], splits: tuple[str, ...]) -> dict:
                     "mean": float(np.mean(ratio)),
                     "values": [round(r, 3) for r in ratio],
                 }
-        summary[split] = {"scores": table, "fraction_of_ceiling": fractions}
+        summary[split] = {
+            "scores": table,
+            "fraction_of_ceiling": fractions,
+            "paired": paired_against_baselines(runs, split),
+        }
     return summary
+
+
+# The read-outs each baseline is compared with, paired over seeds.
+HEADLINE_READOUTS = ("reward_pos_mean", "reward_pos_expected")
+
+
+def paired_against_baselines(runs: list[dict], split: str, level: float = 0.95) -> dict:
+    """Per metric, each headline read-out minus each score that is not a read-out
+    (proxies, distilled read-outs, the ceiling, world references): the mean
+    per-seed difference and its paired t-interval over seeds (absolute units)."""
+    from scipy import stats
+
+    from mtrec.evaluation.stats import paired_comparison
+
+    readouts = readout_names()
+    out: dict = {}
+    keys = sorted(set().union(*(run["recovery"][split] for run in runs)))
+    for metric in METRICS:
+        for readout in HEADLINE_READOUTS:
+            mine = f"{metric}__{readout}"
+            if mine not in keys:
+                continue
+            for key in keys:
+                if not key.startswith(f"{metric}__") or key.split("__", 1)[1] in readouts:
+                    continue
+                a = [float(run["recovery"][split].get(mine, np.nan)) for run in runs]
+                b = [float(run["recovery"][split].get(key, np.nan)) for run in runs]
+                result = paired_comparison(a, b)
+                n, mean, std = result["n"], result["diff_mean"], result["diff_std"]
+                half = (
+                    float(stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n))
+                    if n >= 2 and np.isfinite(std)
+                    else float("nan")
+                )
+                out[f"{mine} - {key.split('__', 1)[1]}"] = {
+                    "diff_mean": mean,
+                    "lower": mean - half,
+                    "upper": mean + half,
+                    "n_seeds": n,
+                    "level": level,
+                }
+    return out
+
+
+def readout_names() -> set[str]:
+    """The learned read-outs `readout_scores` reports (read off a one-row table)."""
+    import pandas as pd
+
+    from mtrec.reward.readout import readout_scores
+
+    columns = ("mean", "expected")
+    row = {f"reward_{a}_{c}": [0.0] for a in ("pos", "neg") for c in columns}
+    row |= {"advantage": [0.0], "reward_pos_cvar": [0.0]}
+    row |= {"stay_advantage_pos": [0.0], "stay_advantage_neg": [0.0]}
+    return set(readout_scores(pd.DataFrame(row)))
 
 
 def world_references(truth, raw: Path) -> dict[str, np.ndarray]:
@@ -118,6 +196,9 @@ def world_references(truth, raw: Path) -> dict[str, np.ndarray]:
     return {
         "world_expected_reward": expected_reward(world, sim, interest, items[:, None])[:, 0],
         "world_item_quality": world.item_quality[items],
+        # The item's reward noise scale: with world_expected_reward, the true reward
+        # distribution of the exposure (Gaussian, ignoring interest drift).
+        "world_noise_scale": world.item_noise_scale[items],
         "world_click_logit": sim.click_bias
         + sim.click_fit_weight * fit
         + sim.click_bait_weight * bait,
@@ -190,7 +271,17 @@ def main() -> None:
         "--reuse", action="store_true", help="reuse models already trained under --work"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--resummarise",
+        action="store_true",
+        help="only recompute `summary` of the existing --out from its per-seed runs",
+    )
     args = parser.parse_args()
+    if args.resummarise:
+        result = json.loads(args.out.read_text())
+        result["summary"] = summarise(result["runs"], tuple(result["runs"][0]["recovery"]))
+        args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+        return
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
 
@@ -230,7 +321,7 @@ def main() -> None:
             saved = json.loads((folder / "config.json").read_text())["metadata"]["reward"]
             if RewardConfig.model_validate(saved) != config:
                 raise SystemExit(f"{folder} was trained with another config: drop --reuse")
-            train_seconds = json.loads(summary_path.read_text())["train_seconds"]
+            train_seconds = json.loads((folder / "timing.json").read_text())["train_seconds"]
         else:
             began = time.perf_counter()
             train_reward(config, args.processed, folder, progress=False)
@@ -257,7 +348,25 @@ def main() -> None:
                 scores[name], distill_histories[name] = fit_state_regression(
                     config, log, target, processed.n_items, device, holdout_users=0.1
                 )
+        noise = scores.pop("world_noise_scale") if "world_noise_scale" in scores else None
         recovery = recovery_report(rewards, truth[signals], scores)
+        if noise is not None:
+            # The learned 10-90% interval against the true one, not only the realised
+            # rewards: is a covering interval as wide as the truth's, or wider?
+            quantile_columns = sorted(c for c in rewards if re.fullmatch(r"reward_pos_q\d+", c))
+            positive = (rewards["response"] == 1).to_numpy()
+            for split in splits:
+                calibration = calibration_report(
+                    rewards[quantile_columns].to_numpy(),
+                    truth["true_reward"].to_numpy(),
+                    positive & (rewards["split"] == "train").to_numpy(),
+                    positive & (rewards["split"] == split).to_numpy(),
+                    true_mean=scores["world_expected_reward"].to_numpy(),
+                    true_std=np.asarray(noise, dtype=float),
+                )
+                for key, value in calibration.items():
+                    if key.startswith(("true_width_", "overlap_true_")):
+                        recovery[split][f"calibration__{key}"] = value
         if "world_click_logit" in references:
             # What the read-outs track: the true reward, or what drove the clicks?
             positive = (rewards["response"] == 1).to_numpy()

@@ -381,6 +381,12 @@ class RewardConfig(StrictModel):
     # A pause longer than this (timestamp units) after an exposure makes it terminal
     # (the user left); null: only a user's last exposure is terminal.
     session_gap: int | None = Field(None, ge=0)
+    # The leave-aware MDP: the user's response is a click or skip *and* staying or
+    # leaving the session afterwards (four joint actions; leaving is terminal), so
+    # the choice to go on after a click, made once its outcome is known, is
+    # explained by the reward too (docs/REWARD.md). Sessions end at session_gap
+    # (3600 when null). false: the two-action MDP of METHOD.md section 1.
+    leave_action: bool = False
     # chi^2 regulariser strength (psi(x) = x - x^2 / 4 alpha) and discount.
     alpha: float = Field(0.5, gt=0.0)
     gamma: float = Field(0.9, ge=0.0, lt=1.0)
@@ -393,6 +399,12 @@ class RewardConfig(StrictModel):
     target: Literal["gradient", "stop_gradient", "polyak"] = "gradient"
     # Polyak step: target <- (1 - rate) * target + rate * online, after every update.
     polyak_rate: float = Field(0.01, gt=0.0, le=1.0)
+    # Weight of a behaviour term added to the objective: the negative log-likelihood
+    # of the logged actions under the soft-Q policy softmax_a Q(s, a). 0: QR-IQL
+    # alone, whose implicit policy fits the users' action frequencies poorly (its
+    # TD targets fix Q of the logged action only); > 0 makes Q's action gaps the
+    # users' log-odds, which the leave-aware read-out reads (docs/REWARD.md).
+    behaviour_weight: float = Field(0.0, ge=0.0)
     # Hidden width of the quantile head's MLP.
     head_hidden: int = Field(64, ge=1)
     # The schedule (with windows_per_batch) reaching the best held-out action NLL

@@ -71,3 +71,29 @@ def write_processed(frame: pd.DataFrame, folder: Path) -> Path:
 def toy_processed(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("reward_toy")
     return write_processed(disappointing_item_log(), folder)
+
+
+def leaving_log(n_users=120, n_items=8, sessions=4, session_length=10, seed=0) -> pd.DataFrame:
+    """Every item is clicked half the time; a click on item 1 ends the session
+    (sessions are a day apart), any other click lets it go on."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, n_users + 1):
+        for session in range(sessions):
+            time = 1_000_000 + session * 86_400
+            for step in range(session_length):
+                item = str(rng.integers(1, n_items + 1))
+                click = int(rng.random() < 0.5)
+                reward = (-1.0 if item == DISAPPOINTING_ITEM else 1.0) if click else np.nan
+                rows.append((str(user), item, time + 60 * step, click, reward))
+                if click and item == DISAPPOINTING_ITEM:
+                    break
+    return pd.DataFrame(
+        rows, columns=["user_id", "item_id", "timestamp", "response", "true_reward"]
+    )
+
+
+@pytest.fixture(scope="session")
+def leaving_processed(tmp_path_factory) -> Path:
+    """`leaving_log` split leave-one-out (for the leave-aware reward model)."""
+    return write_processed(leaving_log(), tmp_path_factory.mktemp("reward_leaving"))

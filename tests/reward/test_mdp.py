@@ -90,3 +90,48 @@ def test_a_long_pause_ends_an_episode_when_session_gap_is_set():
     assert with_gap.is_terminal.tolist() == [False, True, False, False, True, False, True]
     # The history carries over the pause.
     assert with_gap.histories(torch.tensor([2]))[1].tolist() == [1]
+
+
+def test_leave_aware_actions_join_the_response_and_leaving():
+    # user 1 pauses after row 1 (a session ends: leave) and ends the log at row 4.
+    log = LOG.assign(timestamp=[1, 2, 500, 501, 502, 1, 2])
+    mdp = build_mdp(log, 3, session_gap=100, leave_action=True)
+    # response + 2 * leave: row 1 skip-leave, row 4 skip-leave, row 6 click-leave.
+    assert mdp.actions.tolist() == [1, 2, 1, 1, 2, 0, 3]
+    assert mdp.responses.tolist() == LOG["response"].tolist()
+    assert mdp.n_actions == 4
+    assert mdp.loss_weights(torch.arange(7)).tolist() == [1.0] * 7
+    # The two-action MDP keeps the responses as its actions and weighs every row.
+    plain = build_mdp(log, 3, session_gap=100)
+    assert plain.actions.tolist() == LOG["response"].tolist() and plain.n_actions == 2
+    assert plain.loss_weights(torch.arange(7)) is None
+
+
+def test_leave_aware_mdp_ends_sessions_at_the_default_gap_when_none_is_set():
+    log = LOG.assign(timestamp=[1, 2, 2 + 3601, 2 + 3602, 2 + 3603, 1, 2])
+    mdp = build_mdp(log, 3, session_gap=None, leave_action=True)
+    assert mdp.is_terminal.tolist() == [False, True, False, False, True, False, True]
+
+
+def test_a_user_whose_log_goes_on_later_is_censored_not_leaving():
+    continues = [True] * 5 + [False] * 2  # user 1 has rows in a later split
+    mdp = build_mdp(LOG, 3, leave_action=True, continues=continues)
+    assert mdp.censored.tolist() == [False] * 4 + [True, False, False]
+    assert mdp.is_terminal.tolist() == [False] * 4 + [True, False, True]
+    # Row 4 is no leave (its action is the response alone) and does not count in losses.
+    assert mdp.actions.tolist() == [1, 0, 1, 1, 0, 0, 3]
+    assert mdp.loss_weights(torch.arange(7)).tolist() == [1.0] * 4 + [0.0, 1.0, 1.0]
+
+
+def test_continues_after_view_marks_users_with_later_splits():
+    from mtrec.reward.mdp import continues_after_view, split_views
+
+    train = LOG[LOG["timestamp"] <= 3].reset_index(drop=True)  # user 2 ends here
+    valid = LOG[LOG["timestamp"] == 4].reset_index(drop=True)
+    test = LOG[LOG["timestamp"] == 5].reset_index(drop=True)
+    joined = concat_splits({"train": train, "valid": valid, "test": test})
+    views = {name: rows for name, rows, _ in split_views(joined)}
+    train_view = joined.iloc[views["train"]]
+    flags = continues_after_view(joined, views["train"])
+    assert dict(zip(train_view["user_idx"], flags, strict=True)) == {1: True, 2: False}
+    assert not continues_after_view(joined, views["test"]).any()

@@ -17,8 +17,20 @@ from the log's display distribution:
     CVaR_q    = mean of the lowest q-mass of the N equally weighted r_k,
                 the boundary quantile weighted by its fractional share
 
+In the leave-aware MDP (four joint actions `response + 2 * leave`, see
+`mtrec.reward.mdp`) the user decides to go on or to leave once the response's
+outcome is known, so that choice is where satisfaction shows. The reward of a
+response c is the reward of going on after it, measured from leaving after it
+(leaving is terminal: its reward is its Q, the reference):
+
+    r_k(s, c) = lambda_k(s, (c, stay)) - gamma E_{i'}[V(h'_c, i')] - Q(s, (c, leave))
+
+For the logged response of a user who stayed, i' is the actual next item;
+otherwise (the other response, a user who left, a service before the user
+acts) it is drawn as above.
+
 Shapes: R rows, L history slots (oldest first, right-padded with 0),
-M next-item samples, N quantiles.
+M next-item samples, A actions (2, or 4 leave-aware), N quantiles.
 """
 
 from __future__ import annotations
@@ -60,6 +72,53 @@ def q_values(quantiles: torch.Tensor) -> torch.Tensor:
 def soft_value(quantiles: torch.Tensor) -> torch.Tensor:
     """V(s) = logsumexp_a Q(s, a): [B, A, N] -> [B]."""
     return torch.logsumexp(q_values(quantiles), dim=-1)
+
+
+def leave_aware(quantiles: torch.Tensor) -> bool:
+    """Whether quantiles [B, A, N] come from the four-action leave-aware MDP."""
+    if quantiles.shape[-2] not in (2, 4):
+        raise ValueError(f"expected 2 or 4 actions, got {quantiles.shape[-2]}")
+    return quantiles.shape[-2] == 4
+
+
+def response_q_values(quantiles: torch.Tensor) -> torch.Tensor:
+    """Q(s, c) of the two responses [B, A, N] -> [B, 2]: Q itself with two
+    actions; logsumexp over stay/leave of Q(s, (c, .)) in the leave-aware MDP
+    (the soft value of responding c)."""
+    q = q_values(quantiles)
+    if not leave_aware(quantiles):
+        return q
+    return torch.logsumexp(torch.stack([q[:, :2], q[:, 2:]], dim=-1), dim=-1)
+
+
+def stay_advantage(quantiles: torch.Tensor) -> torch.Tensor:
+    """Q(s, (c, stay)) - Q(s, (c, leave)) for c = skip, click: [B, 4, N] -> [B, 2]
+    (the users' log-odds of going on after responding c, under the soft-Q policy)."""
+    q = q_values(quantiles)
+    return q[:, :2] - q[:, 2:]
+
+
+def response_reward(
+    quantiles: torch.Tensor,
+    responses: Sequence[int],
+    next_values: torch.Tensor,
+    gamma: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward quantiles [R, C, N] and mean [R, C] of the responses `responses`
+    (C of them, each 0 or 1). quantiles lambda(s) [R, A, N]; next_values [R, C]:
+    the value each response's reward subtracts (in the leave-aware MDP, that of
+    the state after responding c and staying).
+
+    Two actions: r_k(s, c) = lambda_k(s, c) - gamma v_c. Leave-aware: the reward
+    of going on after c, measured from leaving after c (leaving is terminal, so
+    its reward is its Q): r_k(s, c) = lambda_k(s, (c, stay)) - gamma v_c -
+    Q(s, (c, leave))."""
+    picked = list(responses)
+    reward_quantiles = quantiles[:, picked] - gamma * next_values.unsqueeze(-1)
+    if leave_aware(quantiles):
+        leave = q_values(quantiles[:, [c + 2 for c in picked]])  # [R, C]
+        reward_quantiles = reward_quantiles - leave.unsqueeze(-1)
+    return reward_quantiles, reward_quantiles.mean(dim=-1)
 
 
 # --- the read-out ----------------------------------------------------------------
@@ -160,19 +219,21 @@ def expected_reward(
 
     positives [R, L] (L: the Q-network's `max_history`, or any width above the
     longest history: h + [i] keeps the last L), lengths [R], items [R],
-    next_items [R, M]; `quantiles` lambda(s) [R, 2, N] when the caller already
-    has them (else one forward pass here). Returns, for the A = len(actions)
-    actions: quantiles [R, A, N], mean [R, A], cvar [R, A] and next_values [R, A]
-    (the E_{i'}[V(h'_a, i')] subtracted).
+    next_items [R, M]; `quantiles` lambda(s) [R, A, N] when the caller already
+    has them (else one forward pass here). `actions` are responses (0 skip,
+    1 click); a leave-aware network's reward of a response is that of staying
+    after it, measured from leaving (module docstring). Returns, for the
+    C = len(actions) responses: quantiles [R, C, N], mean [R, C], cvar [R, C]
+    and next_values [R, C] (the E_{i'}[V(h'_a, i')] subtracted).
     """
     if quantiles is None:
         state_index = lengths.unsqueeze(1)
-        quantiles = network(positives, items.unsqueeze(1), state_index)[:, 0]  # [R, 2, N]
+        quantiles = network(positives, items.unsqueeze(1), state_index)[:, 0]  # [R, A, N]
     next_values = expected_next_values(network, positives, lengths, items, next_items, actions)
-    reward_quantiles = quantiles[:, list(actions)] - gamma * next_values.unsqueeze(-1)
+    reward_quantiles, mean = response_reward(quantiles, actions, next_values, gamma)
     return {
         "quantiles": reward_quantiles,
-        "mean": reward_quantiles.mean(dim=-1),
+        "mean": mean,
         "cvar": cvar_of_quantiles(reward_quantiles, cvar_level),
         "next_values": next_values,
     }
@@ -197,14 +258,15 @@ def next_state_values(
 def reward_distribution(
     quantiles: torch.Tensor, next_values: torch.Tensor, gamma: float, cvar_level: float
 ) -> dict[str, torch.Tensor]:
-    """quantiles lambda(s) [R, 2, N], next_values [R, 2] (what each action's
-    reward subtracts) -> reward quantiles [R, 2, N], mean [R, 2], CVaR [R, 2]
-    and the advantage Q(s, 1) - Q(s, 0) [R]."""
-    reward_quantiles = quantiles - gamma * next_values.unsqueeze(-1)
-    q = q_values(quantiles)
+    """quantiles lambda(s) [R, A, N], next_values [R, 2] (what each response's
+    reward subtracts, as in `response_reward`) -> reward quantiles [R, 2, N],
+    mean [R, 2], CVaR [R, 2] and the advantage Q(s, 1) - Q(s, 0) [R] (of the
+    responses, `response_q_values`)."""
+    reward_quantiles, mean = response_reward(quantiles, ACTIONS, next_values, gamma)
+    q = response_q_values(quantiles)
     return {
         "quantiles": reward_quantiles,
-        "mean": reward_quantiles.mean(dim=-1),
+        "mean": mean,
         "cvar": cvar_of_quantiles(reward_quantiles, cvar_level),
         "advantage": q[:, 1] - q[:, 0],
     }

@@ -36,6 +36,8 @@ class LossParts:
     total: torch.Tensor
     td: torch.Tensor  # L_QR (or the squared chi^2 term for -IRL)
     value: torch.Tensor  # L_V = E[V(s) - gamma V(s')]
+    # The behaviour term, when the config weighs one in (`RewardConfig.behaviour_weight`).
+    behaviour: torch.Tensor | None = None
 
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

@@ -25,6 +25,24 @@ from mtrec.reward.inference import append_item
 
 SPLIT_ORDER = ("train", "valid", "test")
 
+# Pause (timestamp units; seconds in ML-100k, KuaiRand-derived logs and the
+# simulator, whose steps are 60 s apart and sessions a day apart) that ends a
+# session where the reward config sets no `session_gap` but needs sessions (the
+# behavioural proxies, the leave-aware MDP).
+DEFAULT_SESSION_GAP = 3600
+
+# The leave-aware MDP (`reward.leave_action`): the user's response to an
+# exposure is a click or a skip *and* whether they stay or leave afterwards, one
+# of four joint actions `response + 2 * leave`: 0 skip-stay, 1 click-stay,
+# 2 skip-leave, 3 click-leave. Leaving is terminal.
+RESPONSES = 2
+LEAVE_ACTIONS = 2 * RESPONSES
+
+
+def n_actions(leave_action: bool) -> int:
+    """Actions of the user-centric MDP: 2 (skip, click) or 4 (with stay/leave)."""
+    return LEAVE_ACTIONS if leave_action else RESPONSES
+
 
 @dataclass(frozen=True)
 class ExposureMDP:
@@ -33,6 +51,11 @@ class ExposureMDP:
     items, responses, users: [E] long. history_end[e]: index into
     `positive_items` one past the last positive of the user before row e;
     history_begin[e]: index of that user's first positive. is_terminal: [E] bool.
+    actions: [E] long, the logged action (the response, or in the leave-aware
+    MDP `response + 2 * leave`). censored: [E] bool, rows whose next exposure
+    exists but lies outside this log (a split cut the user's log there): terminal
+    here, and in the leave-aware MDP whether the user left is unknown, so the
+    losses skip them.
     """
 
     items: torch.Tensor
@@ -43,10 +66,31 @@ class ExposureMDP:
     positive_items: torch.Tensor
     is_terminal: torch.Tensor
     max_history: int
+    actions: torch.Tensor | None = None
+    censored: torch.Tensor | None = None
+    leave_action: bool = False
+
+    def __post_init__(self) -> None:
+        # Frozen: fill the optional tensors through object.__setattr__.
+        if self.actions is None:
+            object.__setattr__(self, "actions", self.responses)
+        if self.censored is None:
+            object.__setattr__(self, "censored", torch.zeros_like(self.is_terminal))
 
     @property
     def n_rows(self) -> int:
         return int(self.items.shape[0])
+
+    @property
+    def n_actions(self) -> int:
+        return n_actions(self.leave_action)
+
+    def loss_weights(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """Which transitions count in the losses: every one, except censored rows
+        of the leave-aware MDP (their action is not known). None: all."""
+        if not self.leave_action:
+            return None
+        return (~self.censored[rows]).to(torch.float32)
 
     def to(self, device: torch.device | str) -> ExposureMDP:
         tensors = {
@@ -59,9 +103,11 @@ class ExposureMDP:
                 "history_end",
                 "positive_items",
                 "is_terminal",
+                "actions",
+                "censored",
             )
         }
-        return ExposureMDP(**tensors, max_history=self.max_history)
+        return ExposureMDP(**tensors, max_history=self.max_history, leave_action=self.leave_action)
 
     def histories(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h_t for the given rows, in the backbones' layout (oldest first, right-padded with 0).
@@ -133,13 +179,28 @@ def split_views(log: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return views
 
 
-def build_mdp(log: pd.DataFrame, max_history: int, session_gap: int | None = None) -> ExposureMDP:
+def build_mdp(
+    log: pd.DataFrame,
+    max_history: int,
+    session_gap: int | None = None,
+    leave_action: bool = False,
+    continues: np.ndarray | None = None,
+) -> ExposureMDP:
     """The MDP of a log sorted by user then event order (contract of `data/processed`).
 
     A user's last exposure is terminal. With `session_gap` (timestamp units),
     an exposure followed by a pause longer than that is terminal too: the user
     left, and what comes next starts a new episode (histories carry over).
+
+    `continues` [E] bool marks rows whose user has exposures after this log (a
+    later split): the user's last row here is then censored, not an end.
+    `leave_action`: the leave-aware MDP (four joint actions, see
+    `LEAVE_ACTIONS`); sessions end at `session_gap`, or `DEFAULT_SESSION_GAP`
+    when it is None, and the action of a row that ends a session (or the
+    user's whole log) is a leave.
     """
+    if leave_action and session_gap is None:
+        session_gap = DEFAULT_SESSION_GAP
     if max_history < 1:
         raise ValueError(f"max_history must be >= 1, got {max_history}")
     users = log["user_idx"].to_numpy(dtype=np.int64, copy=True)
@@ -155,10 +216,20 @@ def build_mdp(log: pd.DataFrame, max_history: int, session_gap: int | None = Non
     user_start = np.r_[True, users[1:] != users[:-1]]
     first_row_of_user = np.maximum.accumulate(np.where(user_start, np.arange(len(users)), 0))
     history_begin = positives_before[first_row_of_user]
-    is_terminal = np.r_[users[1:] != users[:-1], True]
+    last_of_user = np.r_[users[1:] != users[:-1], True]
+    is_terminal = last_of_user.copy()
     if session_gap is not None:
         timestamps = log["timestamp"].to_numpy(dtype=np.int64)
         is_terminal |= np.r_[np.diff(timestamps) > session_gap, True]
+    censored = np.zeros(len(users), dtype=bool)
+    if continues is not None:
+        continues = np.asarray(continues, dtype=bool)
+        if continues.shape != users.shape:
+            raise ValueError(f"continues has {continues.shape} rows, the log {users.shape}")
+        censored = last_of_user & continues
+    actions = responses
+    if leave_action:
+        actions = responses + RESPONSES * (is_terminal & ~censored).astype(np.int64)
     return ExposureMDP(
         items=torch.from_numpy(items),
         responses=torch.from_numpy(responses),
@@ -168,7 +239,20 @@ def build_mdp(log: pd.DataFrame, max_history: int, session_gap: int | None = Non
         positive_items=torch.from_numpy(items[positive]),
         is_terminal=torch.from_numpy(is_terminal),
         max_history=max_history,
+        actions=torch.from_numpy(actions),
+        censored=torch.from_numpy(censored),
+        leave_action=leave_action,
     )
+
+
+def continues_after_view(log: pd.DataFrame, view_rows: np.ndarray) -> np.ndarray:
+    """For the rows of a `split_views` view of a `concat_splits` log: whether the
+    row's user has exposures in a later split (outside the view) [len(view_rows)]."""
+    rank = log["split"].map({name: k for k, name in enumerate(SPLIT_ORDER)}).to_numpy()
+    users = log["user_idx"].to_numpy()
+    last_rank = pd.Series(rank).groupby(users).transform("max").to_numpy()
+    view_rank = rank[view_rows].max() if len(view_rows) else 0
+    return last_rank[view_rows] > view_rank
 
 
 def window_starts(n_rows: int, window: int) -> torch.Tensor:

@@ -25,12 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtrec.reward.mdp import split_views
-
-# Pause (timestamp units; seconds in ML-100k, KuaiRand-derived logs and the
-# simulator, whose steps are 60 s apart and sessions a day apart) that ends a
-# session when the reward config sets no `session_gap`.
-DEFAULT_SESSION_GAP = 3600
+from mtrec.reward.mdp import DEFAULT_SESSION_GAP, split_views
 
 ITEM_PROXIES = ("item_popularity", "item_ctr", "item_continuation")
 ROW_PROXIES = ("continuation", "clicks_after", "return")

@@ -6,9 +6,12 @@ same config class): its joint state-item representation
 head, so the mental reward model sees users the way the recommender does and
 only the head differs.
 
-Shape contract (B histories, L positives, M exposure slots, N quantiles):
+Shape contract (B histories, L positives, M exposure slots, A actions, N quantiles):
     forward(positives [B, L] right-padded, items [B, M], state_index [B, M])
-        -> lambda [B, M, 2, N], non-crossing along N
+        -> lambda [B, M, A, N], non-crossing along N
+
+A = 2 (skip, click), or 4 in the leave-aware MDP (`mtrec.reward.mdp.LEAVE_ACTIONS`:
+skip-stay, click-stay, skip-leave, click-leave).
 """
 
 from __future__ import annotations
@@ -23,28 +26,36 @@ from mtrec.config import ModelConfig
 from mtrec.models import build_model, parse_model_config
 from mtrec.reward.inference import non_crossing
 
-N_ACTIONS = 2
+N_ACTIONS = 2  # the default action space: skip, click
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 
 
 class QuantileHead(nn.Module):
-    """Joint features [..., J] -> MLP -> non-crossing locations [..., 2, N]."""
+    """Joint features [..., J] -> MLP -> non-crossing locations [..., A, N]."""
 
-    def __init__(self, joint_dim: int, hidden: int, n_quantiles: int, dropout: float) -> None:
+    def __init__(
+        self,
+        joint_dim: int,
+        hidden: int,
+        n_quantiles: int,
+        dropout: float,
+        n_actions: int = N_ACTIONS,
+    ) -> None:
         super().__init__()
         self.n_quantiles = n_quantiles
+        self.n_actions = n_actions
         self.mlp = nn.Sequential(
             nn.Linear(joint_dim, hidden),
             nn.GELU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden, N_ACTIONS * n_quantiles),
+            nn.Linear(hidden, n_actions * n_quantiles),
         )
 
     def forward(self, joint: torch.Tensor) -> torch.Tensor:
-        raw = self.mlp(joint)  # [..., 2N]
-        return non_crossing(raw.unflatten(-1, (N_ACTIONS, self.n_quantiles)))
+        raw = self.mlp(joint)  # [..., A N]
+        return non_crossing(raw.unflatten(-1, (self.n_actions, self.n_quantiles)))
 
 
 class RewardQNetwork(nn.Module):
@@ -54,23 +65,25 @@ class RewardQNetwork(nn.Module):
         n_items: int,
         n_quantiles: int,
         head_hidden: int = 64,
+        n_actions: int = N_ACTIONS,
     ) -> None:
         super().__init__()
         self.backbone_config = backbone
         self.n_items = n_items
         self.n_quantiles = n_quantiles
         self.head_hidden = head_hidden
+        self.n_actions = n_actions
         self.max_history = backbone.max_history
         self.backbone = build_model(backbone, n_items)
         self.head = QuantileHead(
-            self.backbone.joint_dim, head_hidden, n_quantiles, backbone.dropout
+            self.backbone.joint_dim, head_hidden, n_quantiles, backbone.dropout, n_actions
         )
 
     def forward(
         self, positives: torch.Tensor, items: torch.Tensor, state_index: torch.Tensor
     ) -> torch.Tensor:
         joint = self.backbone.exposure_joint(positives, items, state_index)  # [B, M, J]
-        return self.head(joint)  # [B, M, 2, N]
+        return self.head(joint)  # [B, M, A, N]
 
     def describe(self) -> dict:
         return {
@@ -79,6 +92,7 @@ class RewardQNetwork(nn.Module):
             "n_items": self.n_items,
             "n_quantiles": self.n_quantiles,
             "head_hidden": self.head_hidden,
+            "n_actions": self.n_actions,
         }
 
 
@@ -108,6 +122,8 @@ def load_qnetwork(folder: Path, device: torch.device | str = "cpu") -> RewardQNe
         n_items=int(description["n_items"]),
         n_quantiles=int(description["n_quantiles"]),
         head_hidden=int(description["head_hidden"]),
+        # Models saved before the leave-aware MDP have the two response actions.
+        n_actions=int(description.get("n_actions", N_ACTIONS)),
     )
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     network.load_state_dict(state)

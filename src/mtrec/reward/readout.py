@@ -46,16 +46,19 @@ from mtrec.reward.calibration import calibration_report
 from mtrec.reward.inference import (
     cvar_of_quantiles,
     expected_reward,
+    leave_aware,
     next_state_values,
-    q_values,
+    response_q_values,
     reward_distribution,
     sample_next_items,
     soft_value,
+    stay_advantage,
 )
 from mtrec.reward.mdp import (
     ExposureMDP,
     build_mdp,
     concat_splits,
+    continues_after_view,
     display_distribution,
     split_views,
 )
@@ -83,16 +86,35 @@ def reward_from_quantiles(
 ) -> dict[str, torch.Tensor]:
     """Per transition: reward quantiles [R, 2, N], mean [R, 2], CVaR [R, 2],
     advantage [R], the observed next state's value [R] (0 if terminal) and what
-    each action's reward subtracts [R, 2].
+    each response's reward subtracts [R, 2].
 
-    quantiles lambda(s) [R, 2, N]; next_quantiles lambda(s'_obs) [R, 2, N] (the
-    logged next state); expected_next [R, 2] = E_{i'}[V(h'_a, i')]; actions a_t [R].
+    quantiles lambda(s) [R, A, N]; next_quantiles lambda(s'_obs) [R, A, N] (the
+    logged next state); expected_next [R, 2] = E_{i'}[V(h'_c, i')]; actions a_t
+    [R] (joint actions in the leave-aware MDP).
+
+    Leave-aware: each response's reward is that of staying after it, measured
+    from leaving (`inference.response_reward`); staying has a next state even
+    where the user left or the view ends, so only a logged response after
+    which the user stayed subtracts the observed next state's value, every
+    other E_{i'}[V(h'_c, i')].
     """
     observed = soft_value(next_quantiles)
-    next_values = next_state_values(expected_next, observed, actions, terminal)
-    reward = reward_distribution(quantiles, next_values, gamma, cvar_level)
     alive = (~terminal.bool()).to(observed.dtype)
-    return {**reward, "next_value": observed * alive, "next_values": next_values}
+    if not leave_aware(quantiles):
+        next_values = next_state_values(expected_next, observed, actions, terminal)
+        reward = reward_distribution(quantiles, next_values, gamma, cvar_level)
+        return {**reward, "next_value": observed * alive, "next_values": next_values}
+    stayed = ~terminal.bool()  # a leave and a censored row are both terminal
+    logged = torch.nn.functional.one_hot((actions % 2).long(), 2).bool()  # [R, 2]
+    use_observed = logged & stayed.unsqueeze(1)
+    next_values = torch.where(use_observed, observed.unsqueeze(1), expected_next)
+    reward = reward_distribution(quantiles, next_values, gamma, cvar_level)
+    return {
+        **reward,
+        "next_value": observed * alive,
+        "next_values": next_values,
+        "stay_advantage": stay_advantage(quantiles),
+    }
 
 
 @torch.no_grad()
@@ -143,13 +165,16 @@ def _read_view(
             config.gamma,
             config.cvar_level,
             expected_next=expected["next_values"],
-            actions=mdp.responses[chunk],
+            actions=mdp.actions[chunk],
         )
+        response_q = response_q_values(current)
         for action, label in ((1, "pos"), (0, "neg")):
             keep(f"reward_{label}_mean", reward["mean"][:, action])
             keep(f"reward_{label}_cvar", reward["cvar"][:, action])
             keep(f"reward_{label}_expected", expected["mean"][:, action])
-            keep(f"q_{label}", q_values(current)[:, action])
+            keep(f"q_{label}", response_q[:, action])
+            if "stay_advantage" in reward:
+                keep(f"stay_advantage_{label}", reward["stay_advantage"][:, action])
             keep(f"next_value_{label}", reward["next_values"][:, action])
             for k in range(config.n_quantiles):
                 keep(f"reward_{label}_q{k + 1:02d}", reward["quantiles"][:, action, k])
@@ -169,6 +194,7 @@ class ReadoutView:
     target: np.ndarray  # the same rows' positions in the log
     max_history: int
     session_gap: int | None
+    leave_action: bool = False
 
 
 def readout_views(
@@ -177,11 +203,12 @@ def readout_views(
     session_gap: int | None,
     device: torch.device,
     splits: tuple[str, ...] | None = None,
+    leave_action: bool = False,
 ) -> list[ReadoutView]:
     """The MDP view of each split of `log` (only `splits`, when given), built once:
     a caller reading the same log again (the per-epoch validation report of
     `train_reward`) passes them to `compute_rewards` instead of rebuilding them."""
-    return list(iter_readout_views(log, max_history, session_gap, device, splits))
+    return list(iter_readout_views(log, max_history, session_gap, device, splits, leave_action))
 
 
 def iter_readout_views(
@@ -190,15 +217,23 @@ def iter_readout_views(
     session_gap: int | None,
     device: torch.device,
     splits: tuple[str, ...] | None = None,
+    leave_action: bool = False,
 ) -> Iterator[ReadoutView]:
     """`readout_views` one at a time: a caller that drops each view before asking
     for the next holds one MDP instead of one per split (each view of the test
-    split spans the whole log, so three views held 3 MDPs of the log's size)."""
+    split spans the whole log, so three views held 3 MDPs of the log's size).
+    A user whose log goes on in a later split is censored at the view's end."""
     for name, view_rows, own in split_views(log):
         if splits is not None and name not in splits:
             continue
-        mdp = build_mdp(log.iloc[view_rows], max_history, session_gap).to(device)
-        yield ReadoutView(name, mdp, own, view_rows[own], max_history, session_gap)
+        mdp = build_mdp(
+            log.iloc[view_rows],
+            max_history,
+            session_gap,
+            leave_action,
+            continues=continues_after_view(log, view_rows),
+        ).to(device)
+        yield ReadoutView(name, mdp, own, view_rows[own], max_history, session_gap, leave_action)
 
 
 @torch.no_grad()
@@ -224,16 +259,19 @@ def compute_rewards(
     if splits is not None:
         selected = np.flatnonzero(log["split"].isin(splits).to_numpy())
     if views is None:  # built one at a time, each dropped once read
-        views = iter_readout_views(log, network.max_history, config.session_gap, device, splits)
+        views = iter_readout_views(
+            log, network.max_history, config.session_gap, device, splits, config.leave_action
+        )
     columns: dict[str, np.ndarray] = {}
+    wanted = (network.max_history, config.session_gap, config.leave_action)
     for view in views:
         if splits is not None and view.name not in splits:
             continue
-        if (view.max_history, view.session_gap) != (network.max_history, config.session_gap):
+        if (view.max_history, view.session_gap, view.leave_action) != wanted:
             raise ValueError(
-                f"the {view.name} view was built for max_history {view.max_history} and "
-                f"session_gap {view.session_gap}, not the read-out's "
-                f"{network.max_history} and {config.session_gap}"
+                f"the {view.name} view was built for max_history {view.max_history}, "
+                f"session_gap {view.session_gap} and leave_action {view.leave_action}, not "
+                f"the read-out's {wanted[0]}, {wanted[1]} and {wanted[2]}"
             )
         values = _read_view(
             network,
@@ -328,6 +366,18 @@ def readout_scores(rewards: pd.DataFrame) -> dict[str, np.ndarray]:
         "reward_pos_expected_minus_neg": (
             rewards["reward_pos_expected"] - rewards["reward_neg_expected"]
         ).to_numpy(),
+        # Leave-aware models: the log-odds of staying after a click, and its lift
+        # over staying after a skip.
+        **(
+            {
+                "stay_advantage_pos": rewards["stay_advantage_pos"].to_numpy(),
+                "stay_advantage_pos_minus_neg": (
+                    rewards["stay_advantage_pos"] - rewards["stay_advantage_neg"]
+                ).to_numpy(),
+            }
+            if "stay_advantage_pos" in rewards
+            else {}
+        ),
     }
 
 
@@ -395,6 +445,7 @@ TRACKED_READOUTS = (
     "reward_pos_cvar",
     "reward_pos_expected",
     "advantage",
+    "stay_advantage_pos",
 )
 
 
@@ -423,7 +474,12 @@ def validation_truth_report(
     display = display_distribution(processed.train, processed.n_items)
     # The same log every epoch: its validation view is built once.
     views = readout_views(
-        log, config.backbone.max_history, config.session_gap, device, splits=("valid",)
+        log,
+        config.backbone.max_history,
+        config.session_gap,
+        device,
+        splits=("valid",),
+        leave_action=config.leave_action,
     )
     prefixes = {
         "spearman_true_reward__": "spearman__",

@@ -37,6 +37,7 @@ from mtrec.reward.mdp import (
     build_mdp,
     concat_splits,
     display_distribution,
+    n_actions,
     window_starts,
 )
 from mtrec.reward.qnetwork import RewardQNetwork, save_next_item_distribution, save_qnetwork
@@ -147,9 +148,11 @@ def transition_loss(
             target = quantiles_for_rows(target_network, mdp, next_rows)
     else:
         target = None
+    if weights is None:
+        weights = mdp.loss_weights(rows)
     common = dict(
         quantiles=current,
-        actions=mdp.responses[rows],
+        actions=mdp.actions[rows],
         next_quantiles=following,
         terminal=mdp.is_terminal[rows],
         alpha=config.alpha,
@@ -158,8 +161,31 @@ def transition_loss(
         target_quantiles=target,
     )
     if config.objective == "iq-learn":
-        return iq_learn_chi2_loss(**common)
-    return qr_iql_loss(**common, kappa=config.huber_kappa)
+        parts = iq_learn_chi2_loss(**common)
+    else:
+        parts = qr_iql_loss(**common, kappa=config.huber_kappa)
+    if config.behaviour_weight == 0:
+        return parts
+    behaviour = behaviour_nll(current, mdp.actions[rows], weights)
+    return LossParts(
+        total=parts.total + config.behaviour_weight * behaviour,
+        td=parts.td,
+        value=parts.value,
+        behaviour=behaviour,
+    )
+
+
+def behaviour_nll(
+    quantiles: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean negative log-likelihood of the logged actions under the soft-Q policy
+    softmax_a Q(s, a): quantiles [B, A, N], actions [B], weights [B] (0/1) or None."""
+    log_policy = torch.log_softmax(q_values(quantiles), dim=-1)
+    taken = -log_policy.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+    if weights is None:
+        return taken.mean()
+    weights = weights.to(taken.dtype)
+    return (taken * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 @dataclass(frozen=True)
@@ -172,14 +198,37 @@ class RewardLogs:
 
 
 def prepare_logs(
-    train: pd.DataFrame, valid: pd.DataFrame, max_history: int, session_gap: int | None = None
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    max_history: int,
+    session_gap: int | None = None,
+    leave_action: bool = False,
+    later_users: np.ndarray | None = None,
 ) -> RewardLogs:
+    """The train MDP and the train + valid MDP. A user's last train row is censored
+    when the user has valid rows, a last valid row when the user is in
+    `later_users` (those with test rows; None: nobody): the user's log goes on
+    there, so it is no end (see `build_mdp`)."""
     train_log = behaviour_only(train)
     joined = concat_splits({"train": train_log, "valid": behaviour_only(valid)})
     valid_rows = np.flatnonzero(joined["split"].to_numpy() == "valid")
+    valid_users = valid["user_idx"].to_numpy()
+    later = np.zeros(0, dtype=valid_users.dtype) if later_users is None else later_users
     return RewardLogs(
-        train=build_mdp(train_log, max_history, session_gap),
-        train_and_valid=build_mdp(joined, max_history, session_gap),
+        train=build_mdp(
+            train_log,
+            max_history,
+            session_gap,
+            leave_action,
+            continues=np.isin(train_log["user_idx"].to_numpy(), valid_users),
+        ),
+        train_and_valid=build_mdp(
+            joined,
+            max_history,
+            session_gap,
+            leave_action,
+            continues=np.isin(joined["user_idx"].to_numpy(), later),
+        ),
         valid_rows=torch.from_numpy(valid_rows.astype(np.int64)),
     )
 
@@ -192,16 +241,19 @@ def validation_metrics(
     config: RewardConfig,
     batch_rows: int = 4096,
 ) -> dict[str, float]:
-    """Objective and action negative log-likelihood (soft-Q policy) on `rows`."""
+    """Objective and action negative log-likelihood (soft-Q policy) on `rows`
+    (the leave-aware MDP: on its uncensored rows, over the four joint actions)."""
     network.eval()
     total = td = value = nll = 0.0
+    if mdp.leave_action:
+        rows = rows[~mdp.censored[rows]]
     for chunk in torch.split(rows, batch_rows):
         parts = transition_loss(
             network, mdp, chunk, config.model_copy(update={"target": "gradient"})
         )
         current = quantiles_for_rows(network, mdp, chunk)
         log_policy = torch.log_softmax(q_values(current), dim=-1)
-        taken = log_policy.gather(1, mdp.responses[chunk].unsqueeze(1)).squeeze(1)
+        taken = log_policy.gather(1, mdp.actions[chunk].unsqueeze(1)).squeeze(1)
         share = len(chunk) / len(rows)
         total += float(parts.total) * share
         td += float(parts.td) * share
@@ -234,7 +286,13 @@ def fit_qnetwork(
     Returns (network, history)."""
     seed_everything(config.seed, python=False)
     generator = torch.Generator().manual_seed(config.seed)
-    network = RewardQNetwork(config.backbone, n_items, config.n_quantiles, config.head_hidden)
+    network = RewardQNetwork(
+        config.backbone,
+        n_items,
+        config.n_quantiles,
+        config.head_hidden,
+        n_actions=n_actions(config.leave_action),
+    )
     network.to(device)
     train_mdp = logs.train.to(device)
     valid_mdp = logs.train_and_valid.to(device)
@@ -331,7 +389,12 @@ def train_reward(
     processed = load_processed(processed_dir)
     device = resolve_device(config.device, "reward.device")
     logs = prepare_logs(
-        processed.train, processed.valid, config.backbone.max_history, config.session_gap
+        processed.train,
+        processed.valid,
+        config.backbone.max_history,
+        config.session_gap,
+        config.leave_action,
+        later_users=processed.test["user_idx"].unique(),
     )
     from mtrec.reward.readout import validation_truth_report
 
