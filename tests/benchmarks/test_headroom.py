@@ -29,3 +29,39 @@ def test_the_best_mean_validation_viewing_time_is_chosen_per_family(headroom):
     assert selection["gru4rec-mtrec"]["validation_viewing_time"]["gru4rec-mtrec-beta0.03"] == 5.0
     assert selection["sasrec-mtrec"]["chosen"] == "sasrec-mtrec-beta3"
     assert selection["gru4rec-none"]["chosen"] == "gru4rec-none"
+
+
+def test_two_runs_chosen_variants_are_paired_seed_by_seed():
+    compare = importlib.import_module("headroom_compare")
+
+    def run(chosen, guided, base):
+        metrics = compare.METRICS
+        return {
+            "validation_cohort": {"selection": {"gru4rec-mtrec": {"chosen": chosen}}},
+            "per_seed": {
+                chosen: {s: dict.fromkeys(metrics, v) for s, v in guided.items()},
+                "gru4rec-none": {s: dict.fromkeys(metrics, v) for s, v in base.items()},
+            },
+        }
+
+    base = {"0": 2.0, "1": 4.0, "2": 3.0}
+    a = run("gru4rec-mtrec-beta10", {"0": 5.0, "1": 8.0, "2": 6.0}, base)
+    b = run("gru4rec-mtrec-beta3", {"0": 4.0, "1": 6.0, "2": 5.0, "3": 9.0}, base | {"3": 1.0})
+    out = compare.compare(a, b, "gru4rec-mtrec", "gru4rec-none")
+    assert (out["a"], out["b"], out["seeds"]) == (
+        "gru4rec-mtrec-beta10",
+        "gru4rec-mtrec-beta3",
+        ["0", "1", "2"],
+    )
+    entry = out["metrics"]["viewing_time"]
+    # Differences 1, 2, 1: mean 4/3, sample std 1/sqrt(3), t(0.975, 2) = 4.303.
+    assert entry["diff_mean"] == pytest.approx(4 / 3)
+    half = 4.302653 * (1 / 3**0.5) / 3**0.5
+    assert entry["interval"]["lower"] == pytest.approx(4 / 3 - half, rel=1e-5)
+    assert out["base_max_relative_difference"] == 0.0
+    b["per_seed"]["gru4rec-none"]["1"]["ctr"] = 5.0
+    assert compare.compare(a, b, "gru4rec-mtrec", "gru4rec-none")[
+        "base_max_relative_difference"
+    ] == pytest.approx(0.2)
+    with pytest.raises(SystemExit, match="no family"):
+        compare.compare(a, b, "sasrec-mtrec", "sasrec-none")

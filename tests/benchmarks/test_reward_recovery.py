@@ -80,3 +80,26 @@ def test_world_references_read_the_hidden_world_and_only_where_there_is_one(reco
         refs["world_click_logit"],
         sim.click_bias + sim.click_fit_weight * fit + sim.click_bait_weight * bait,
     )
+
+
+def test_read_outs_are_paired_with_every_baseline_over_seeds(recovery):
+    def run(mean, expected, proxy, advantage):
+        return {
+            "recovery": {
+                "test": {
+                    "spearman_true_reward__reward_pos_mean": mean,
+                    "spearman_true_reward__reward_pos_expected": expected,
+                    "spearman_true_reward__advantage": advantage,
+                    "spearman_true_reward__item_continuation": proxy,
+                }
+            }
+        }
+
+    runs = [run(0.6, 0.5, 0.5, 0.1), run(0.7, 0.5, 0.5, 0.2), run(0.8, 0.5, 0.6, 0.3)]
+    paired = recovery.paired_against_baselines(runs, "test")
+    entry = paired["spearman_true_reward__reward_pos_mean - item_continuation"]
+    assert entry["diff_mean"] == pytest.approx(0.5 / 3) and entry["n_seeds"] == 3
+    assert entry["lower"] < entry["diff_mean"] < entry["upper"]
+    assert "spearman_true_reward__reward_pos_expected - item_continuation" in paired
+    # Read-outs are not baselines of each other.
+    assert not any(key.endswith(("- advantage", "- reward_pos_expected")) for key in paired)

@@ -87,10 +87,11 @@ def test_serving_a_reward_model_imports_no_training_code(tiny_models):
     assert not training, training
 
 
-@pytest.fixture(scope="module")
-def trained_reward(toy_processed_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["two-action", "leave-aware"])
+def trained_reward(request, toy_processed_dir, tmp_path_factory):
     """A QR-IQL model trained for a few epochs on the toy log (window 4: users have 6+
-    positives, so histories overflow it), its i' distribution made one item."""
+    positives, so histories overflow it), its i' distribution made one item; once
+    with the two-action MDP, once leave-aware (four actions, a behaviour term)."""
     from mtrec.config import GRU4RecConfig, RewardConfig
     from mtrec.reward.qnetwork import save_next_item_distribution
     from mtrec.reward.train import train_reward
@@ -106,6 +107,8 @@ def trained_reward(toy_processed_dir, tmp_path_factory):
         gamma=0.8,
         cvar_level=0.4,
         device="cpu",
+        leave_action=request.param,
+        behaviour_weight=1.0 if request.param else 0.0,
     )
     folder = tmp_path_factory.mktemp("parity") / "qnetwork"
     train_reward(config, toy_processed_dir, folder, progress=False)
@@ -138,6 +141,7 @@ def test_served_reward_equals_the_pipelines_read_out(trained_reward, toy_process
     )
     config = saved_reward_config(folder)
     network = load_qnetwork(folder)
+    assert network.n_actions == (4 if config.leave_action else 2)
     pipeline = compute_rewards(network, log, config, display, torch.device("cpu"), progress=False)
 
     items = pd.read_parquet(toy_processed_dir / "items.parquet").sort_values("item_idx")
