@@ -11,8 +11,9 @@ import math
 import pandas as pd
 import pytest
 import torch
+from test_train_readout import toy_config as train_readout_config
 
-from mtrec.config import GRU4RecConfig, RewardConfig
+from mtrec.config import RewardConfig
 from mtrec.reward.inference import (
     expected_reward,
     response_q_values,
@@ -87,20 +88,9 @@ def test_behaviour_nll_skips_rows_of_weight_zero():
 
 
 def toy_config(**changes) -> RewardConfig:
-    base = dict(
-        backbone=GRU4RecConfig(max_history=8, dim=16, hidden_dim=16, dropout=0.0),
-        n_quantiles=4,
-        max_epochs=12,
-        patience=12,
-        window=32,
-        windows_per_batch=8,
-        learning_rate=3e-3,
-        next_item_samples=4,
-        device="cpu",
-        leave_action=True,
-        behaviour_weight=10.0,
-    )
-    return RewardConfig(**{**base, **changes})
+    """test_train_readout's toy reward config, leave-aware with the behaviour term."""
+    leave_aware = dict(max_epochs=12, patience=12, leave_action=True, behaviour_weight=10.0)
+    return train_readout_config(**{**leave_aware, **changes})
 
 
 @pytest.fixture(scope="module")
