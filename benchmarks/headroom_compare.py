@@ -21,10 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
-from mtrec.evaluation.stats import paired_comparison
+from guided_vs_base import paired
 
 METRICS = ("viewing_time", "session_length", "ctr", "reward_per_shown", "negative_click_share")
 
@@ -53,20 +50,17 @@ def compare(a: dict, b: dict, family: str, base: str, level: float = 0.95) -> di
         "metrics": {},
     }
     for metric in METRICS:
-        values_a = [a["per_seed"][name_a][s][metric] for s in seeds]
-        values_b = [b["per_seed"][name_b][s][metric] for s in seeds]
-        result = paired_comparison(values_a, values_b)
-        n = result["n"]
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * result["diff_std"] / np.sqrt(n)
+        # The gate's paired t-interval over seeds, as guided_vs_base reports it.
+        result = paired(
+            {s: a["per_seed"][name_a][s][metric] for s in seeds},
+            {s: b["per_seed"][name_b][s][metric] for s in seeds},
+            level,
+        )
         out["metrics"][metric] = {
-            "a_mean": float(np.mean(values_a)),
-            "b_mean": float(np.mean(values_b)),
+            "a_mean": result["guided_mean"],
+            "b_mean": result["base_mean"],
             "diff_mean": result["diff_mean"],
-            "interval": {
-                "level": level,
-                "lower": result["diff_mean"] - half,
-                "upper": result["diff_mean"] + half,
-            },
+            "interval": result["interval"],
             "p_value": result["p_value"],
         }
     return out

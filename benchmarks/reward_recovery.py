@@ -124,9 +124,7 @@ def paired_against_baselines(runs: list[dict], split: str, level: float = 0.95) 
     """Per metric, each headline read-out minus each score that is not a read-out
     (proxies, distilled read-outs, the ceiling, world references): the mean
     per-seed difference and its paired t-interval over seeds (absolute units)."""
-    from scipy import stats
-
-    from mtrec.evaluation.stats import paired_comparison
+    from guided_vs_base import paired
 
     readouts = readout_names()
     out: dict = {}
@@ -139,20 +137,23 @@ def paired_against_baselines(runs: list[dict], split: str, level: float = 0.95) 
             for key in keys:
                 if not key.startswith(f"{metric}__") or key.split("__", 1)[1] in readouts:
                     continue
-                a = [float(run["recovery"][split].get(mine, np.nan)) for run in runs]
-                b = [float(run["recovery"][split].get(key, np.nan)) for run in runs]
-                result = paired_comparison(a, b)
-                n, mean, std = result["n"], result["diff_mean"], result["diff_std"]
-                half = (
-                    float(stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n))
-                    if n >= 2 and np.isfinite(std)
-                    else float("nan")
+                # Seeds where both are defined, paired as guided_vs_base pairs them.
+                values = [
+                    (
+                        float(run["recovery"][split].get(mine, np.nan)),
+                        float(run["recovery"][split].get(key, np.nan)),
+                    )
+                    for run in runs
+                ]
+                both = {str(n): v for n, v in enumerate(values) if np.isfinite(v).all()}
+                result = paired(
+                    {n: v[0] for n, v in both.items()}, {n: v[1] for n, v in both.items()}, level
                 )
                 out[f"{mine} - {key.split('__', 1)[1]}"] = {
-                    "diff_mean": mean,
-                    "lower": mean - half,
-                    "upper": mean + half,
-                    "n_seeds": n,
+                    "diff_mean": result["diff_mean"],
+                    "lower": result["interval"]["lower"],
+                    "upper": result["interval"]["upper"],
+                    "n_seeds": len(both),
                     "level": level,
                 }
     return out

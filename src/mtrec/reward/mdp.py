@@ -55,7 +55,7 @@ class ExposureMDP:
     MDP `response + 2 * leave`). censored: [E] bool, rows whose next exposure
     exists but lies outside this log (a split cut the user's log there): terminal
     here, and in the leave-aware MDP whether the user left is unknown, so the
-    losses skip them.
+    losses skip them (all False unless `build_mdp` was told who `continues`).
     """
 
     items: torch.Tensor

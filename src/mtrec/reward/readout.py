@@ -222,17 +222,14 @@ def iter_readout_views(
     """`readout_views` one at a time: a caller that drops each view before asking
     for the next holds one MDP instead of one per split (each view of the test
     split spans the whole log, so three views held 3 MDPs of the log's size).
-    A user whose log goes on in a later split is censored at the view's end."""
+    In the leave-aware MDP a user whose log goes on in a later split is censored
+    at the view's end (the two-action MDP does not read censoring)."""
     for name, view_rows, own in split_views(log):
         if splits is not None and name not in splits:
             continue
-        mdp = build_mdp(
-            log.iloc[view_rows],
-            max_history,
-            session_gap,
-            leave_action,
-            continues=continues_after_view(log, view_rows),
-        ).to(device)
+        continues = continues_after_view(log, view_rows) if leave_action else None
+        mdp = build_mdp(log.iloc[view_rows], max_history, session_gap, leave_action, continues)
+        mdp = mdp.to(device)
         yield ReadoutView(name, mdp, own, view_rows[own], max_history, session_gap, leave_action)
 
 

@@ -212,23 +212,14 @@ def prepare_logs(
     train_log = behaviour_only(train)
     joined = concat_splits({"train": train_log, "valid": behaviour_only(valid)})
     valid_rows = np.flatnonzero(joined["split"].to_numpy() == "valid")
-    valid_users = valid["user_idx"].to_numpy()
-    later = np.zeros(0, dtype=valid_users.dtype) if later_users is None else later_users
+    train_continues = joined_continues = None
+    if leave_action:  # only the leave-aware MDP reads censoring
+        later = np.zeros(0, dtype=np.int64) if later_users is None else later_users
+        train_continues = np.isin(train_log["user_idx"].to_numpy(), valid["user_idx"].to_numpy())
+        joined_continues = np.isin(joined["user_idx"].to_numpy(), later)
     return RewardLogs(
-        train=build_mdp(
-            train_log,
-            max_history,
-            session_gap,
-            leave_action,
-            continues=np.isin(train_log["user_idx"].to_numpy(), valid_users),
-        ),
-        train_and_valid=build_mdp(
-            joined,
-            max_history,
-            session_gap,
-            leave_action,
-            continues=np.isin(joined["user_idx"].to_numpy(), later),
-        ),
+        train=build_mdp(train_log, max_history, session_gap, leave_action, train_continues),
+        train_and_valid=build_mdp(joined, max_history, session_gap, leave_action, joined_continues),
         valid_rows=torch.from_numpy(valid_rows.astype(np.int64)),
     )
 
