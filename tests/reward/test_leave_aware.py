@@ -151,3 +151,31 @@ def test_the_service_reads_a_leave_aware_model_the_pipeline_way(leaving_run):
     assert out["mean"][0, 0].item() == pytest.approx(
         (q[1] - 0.9 * next_value - q[3]).item(), abs=1e-5
     )
+
+
+def test_prepare_logs_censors_where_a_split_cuts_and_never_reads_test():
+    from mtrec.reward.train import prepare_logs
+
+    def frame(users, timestamps, responses):
+        return pd.DataFrame(
+            {
+                "user_idx": users,
+                "item_idx": [1] * len(users),
+                "timestamp": timestamps,
+                "response": responses,
+            }
+        )
+
+    # User 1 has valid rows, user 2 none; user 2's train log ends for real.
+    train = frame([1, 1, 2, 2], [0, 60, 0, 60], [1, 0, 1, 1])
+    valid = frame([1, 1], [120, 180], [0, 1])
+    logs = prepare_logs(train, valid, max_history=3, leave_action=True)
+    assert logs.train.censored.tolist() == [False, True, False, False]
+    assert logs.train.actions.tolist() == [1, 0, 1, 3]  # user 2 left after a click
+    # Every user's last row of train + valid is censored (nothing read after valid).
+    assert logs.train_and_valid.censored.tolist() == [False, False, False, True, False, True]
+    two_action = prepare_logs(train, valid, max_history=3)
+    assert (
+        not two_action.train.censored.any()
+        and two_action.train.loss_weights(torch.arange(4)) is None
+    )

@@ -203,20 +203,19 @@ def prepare_logs(
     max_history: int,
     session_gap: int | None = None,
     leave_action: bool = False,
-    later_users: np.ndarray | None = None,
 ) -> RewardLogs:
-    """The train MDP and the train + valid MDP. A user's last train row is censored
-    when the user has valid rows, a last valid row when the user is in
-    `later_users` (those with test rows; None: nobody): the user's log goes on
-    there, so it is no end (see `build_mdp`)."""
+    """The train MDP and the train + valid MDP. In the leave-aware MDP a user's
+    last train row is censored when the user has valid rows (the log goes on
+    there, so it is no end; see `build_mdp`), and every user's last valid row is
+    censored: whether a user's log goes on after the validation split is not
+    read from the test split, which never informs the epoch choice."""
     train_log = behaviour_only(train)
     joined = concat_splits({"train": train_log, "valid": behaviour_only(valid)})
     valid_rows = np.flatnonzero(joined["split"].to_numpy() == "valid")
     train_continues = joined_continues = None
     if leave_action:  # only the leave-aware MDP reads censoring
-        later = np.zeros(0, dtype=np.int64) if later_users is None else later_users
         train_continues = np.isin(train_log["user_idx"].to_numpy(), valid["user_idx"].to_numpy())
-        joined_continues = np.isin(joined["user_idx"].to_numpy(), later)
+        joined_continues = np.ones(len(joined), dtype=bool)
     return RewardLogs(
         train=build_mdp(train_log, max_history, session_gap, leave_action, train_continues),
         train_and_valid=build_mdp(joined, max_history, session_gap, leave_action, joined_continues),
@@ -385,7 +384,6 @@ def train_reward(
         config.backbone.max_history,
         config.session_gap,
         config.leave_action,
-        later_users=processed.test["user_idx"].unique(),
     )
     from mtrec.reward.readout import validation_truth_report
 
