@@ -179,3 +179,34 @@ def test_prepare_logs_censors_where_a_split_cuts_and_never_reads_test():
         not two_action.train.censored.any()
         and two_action.train.loss_weights(torch.arange(4)) is None
     )
+
+
+def test_the_behaviour_term_adds_the_weighted_action_likelihood_to_the_objective():
+    from mtrec.models import parse_model_config
+    from mtrec.reward.mdp import build_mdp
+    from mtrec.reward.qnetwork import RewardQNetwork
+    from mtrec.reward.train import quantiles_for_rows, transition_loss
+
+    log = pd.DataFrame(
+        {
+            "user_idx": [1, 1, 1, 2, 2],
+            "item_idx": [1, 2, 3, 1, 2],
+            "timestamp": [0, 60, 99_999, 0, 60],
+            "response": [1, 0, 1, 0, 1],
+        }
+    )
+    mdp = build_mdp(log, 3, leave_action=True, continues=[False] * 3 + [True] * 2)
+    torch.manual_seed(0)
+    backbone = parse_model_config({"kind": "gru4rec", "max_history": 3, "dim": 8})
+    network = RewardQNetwork(backbone, n_items=3, n_quantiles=2, head_hidden=8, n_actions=4).eval()
+    rows = torch.arange(5)
+    plain = transition_loss(network, mdp, rows, toy_config(behaviour_weight=0.0))
+    weighted = transition_loss(network, mdp, rows, toy_config(behaviour_weight=2.0))
+    expected = behaviour_nll(
+        quantiles_for_rows(network, mdp, rows), mdp.actions, mdp.loss_weights(rows)
+    )
+    assert plain.behaviour is None and weighted.behaviour.item() == pytest.approx(expected.item())
+    assert weighted.total.item() == pytest.approx(plain.total.item() + 2.0 * expected.item())
+    assert (weighted.td.item(), weighted.value.item()) == pytest.approx(
+        (plain.td.item(), plain.value.item())
+    )
